@@ -1,0 +1,5 @@
+import sys
+
+from micronbert.cli import main
+
+sys.exit(main())

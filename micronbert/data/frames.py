@@ -1,0 +1,168 @@
+"""Reading frames: images from folders (sorted by the number in the name) and videos through PyAV.
+
+Images come back as RGB uint8 arrays of shape (H, W, 3); grayscale sources (SAMM) are replicated to
+three channels.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from micronbert.errors import MicronbertError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+_NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last run of digits in the stem
+
+
+def frame_number(name: str) -> int | None:
+    """The integer in a frame file name: img46.jpg -> 46, 006_05562.jpg -> 5562, reg_image060436.bmp -> 60436."""
+    m = _NUMBER.search(Path(name).stem)
+    return int(m.group(1)) if m else None
+
+
+def is_image(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def list_frames(folder: str | os.PathLike, prefix: str | None = None) -> list[tuple[int, str]]:
+    """(number, file name) of the numbered images in `folder`, sorted by number (img2 before img10).
+
+    `prefix` keeps only names starting with it (e.g. "reg_" for official crops next to raw frames).
+    Files without a number are ignored; two files with one number keep the first by name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MicronbertError(f"frame folder not found: {folder}")
+    found: dict[int, str] = {}
+    for name in sorted(os.listdir(folder)):
+        if not is_image(name) or name.startswith("."):
+            continue
+        if prefix is not None and not name.startswith(prefix):
+            continue
+        n = frame_number(name)
+        if n is not None and n not in found:
+            found[n] = name
+    return sorted(found.items())
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint8 (H, W, 3); raises MicronbertError naming the file when it cannot be decoded."""
+    import cv2
+
+    path = Path(path)
+    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
+    if data is None:
+        raise MicronbertError(f"image not found: {path}")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise MicronbertError(f"unreadable image: {path}")
+    if img.dtype != np.uint8:
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(img)
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
+    """Write an RGB uint8 image atomically (format from the extension)."""
+    import cv2
+
+    from micronbert.utils.io import atomic_write_bytes
+
+    path = Path(path)
+    img = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in {".jpg", ".jpeg"} else []
+    ok, buf = cv2.imencode(path.suffix.lower() or ".png", img, params)
+    if not ok:
+        raise MicronbertError(f"cannot encode image for {path}")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    fps: float
+    n_frames: int  # best estimate; some containers do not store it (then counted by decoding)
+    width: int
+    height: int
+
+
+def video_info(path: str | os.PathLike) -> VideoInfo:
+    import av
+
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 30.0)
+            n = int(stream.frames or 0)
+            if n <= 0:
+                n = sum(1 for _ in container.decode(video=0))
+            return VideoInfo(path, fps, n, stream.codec_context.width, stream.codec_context.height)
+    except (av.error.FFmpegError, IndexError, OSError) as exc:
+        raise MicronbertError(f"unreadable video: {path} ({exc})") from exc
+
+
+def iter_video(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decode a video to RGB uint8 frames in order."""
+    import av
+
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            container.streams.video[0].thread_type = "AUTO"
+            for i, frame in enumerate(container.decode(video=0)):
+                if max_frames is not None and i >= max_frames:
+                    break
+                yield frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, IndexError, OSError) as exc:
+        raise MicronbertError(f"unreadable video: {path} ({exc})") from exc
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """All frames (T, H, W, 3) uint8 and the frame rate."""
+    info = video_info(path)
+    frames = list(iter_video(path, max_frames))
+    if not frames:
+        raise MicronbertError(f"no frames decoded from video: {path}")
+    return np.stack(frames), info.fps
+
+
+def write_video(path: str | os.PathLike, frames, fps: float = 25.0) -> None:
+    """Write RGB uint8 frames as an H.264 (or MPEG-4 fallback) MP4, atomically."""
+    import av
+
+    from micronbert.utils.io import atomic_path
+
+    frames = list(frames)
+    if not frames:
+        raise MicronbertError(f"no frames to write to {path}")
+    h, w = frames[0].shape[:2]
+    h2, w2 = h - h % 2, w - w % 2
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            try:
+                stream = out.add_stream("libx264", rate=round(fps))
+            except Exception:  # encoder not built into this PyAV
+                stream = out.add_stream("mpeg4", rate=round(fps))
+            stream.width, stream.height, stream.pix_fmt = w2, h2, "yuv420p"
+            for f in frames:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h2, :w2]), format="rgb24")
+                for packet in stream.encode(vf):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
