@@ -7,8 +7,9 @@ import sys
 from tqdm.auto import tqdm
 
 
-def progress(iterable=None, *, desc: str = "", total: int | None = None, unit: str = "it", leave: bool = True, **kw):
+def progress(iterable=None, *, desc: str = "", total: int | None = None, unit: str = "it", leave: bool = True,
+             disable_override: bool = False, **kw):
     """tqdm with our defaults; MICRONBERT_PROGRESS=0 disables, =1 forces on."""
     env = os.environ.get("MICRONBERT_PROGRESS")
-    disable = (env == "0") or (env is None and not sys.stderr.isatty())
+    disable = disable_override or (env == "0") or (env is None and not sys.stderr.isatty())
     return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, disable=disable, dynamic_ncols=True, **kw)

@@ -1,0 +1,59 @@
+"""`micronbert pretrain`: self-supervised μ-BERT pretraining on unlabeled face frame pairs."""
+from __future__ import annotations
+
+HELP = "pretrain μ-BERT on frame pairs from videos or frame folders (no labels); works under torchrun"
+
+
+def configure(p):
+    p.add_argument("--frames", nargs="+", metavar="PATH",
+                   help="videos, frame folders, or folders of those (default: the built-in real face videos)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, log.csv, model.safetensors)")
+    p.add_argument("--preset", default="tiny", help="model preset: small (official), tiny, test")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=16, help="global pairs per optimizer step")
+    p.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--lr", type=float, default=2.5e-4)
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--swap-ratio", type=float, default=0.5, help="fraction of patches swapped")
+    p.add_argument("--delta", type=float, nargs=2, default=(0.04, 0.25), metavar=("MIN_S", "MAX_S"),
+                   help="range of the frame gap δ in seconds")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate assumed for frame folders")
+    p.add_argument("--poi", choices=["mse", "dino"], default="mse", help="PoI agreement variant")
+    p.add_argument("--agreement-weight", type=float, default=1.0, help="λ in L_rec + λ·L_agg")
+    p.add_argument("--no-dma", action="store_true", help="ablation: plain cross-attention instead of DMA")
+    p.add_argument("--no-poi", action="store_true", help="ablation: no PoI gating, no agreement loss")
+    p.add_argument("--no-swap", action="store_true", help="ablation: no blockwise swapping")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the local GPU if any)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--init", default=None, help="start from these weights (a model folder)")
+
+
+def pretrain_configs(args):
+    from micronbert.config import PretrainConfig, preset
+
+    model_cfg = preset(args.preset, use_dma=not args.no_dma, use_poi=not args.no_poi, poi_variant=args.poi)
+    pcfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, accum_steps=args.accum_steps, lr=args.lr,
+                          warmup_steps=args.warmup_steps, swap_ratio=args.swap_ratio, use_swap=not args.no_swap,
+                          delta_min_s=args.delta[0], delta_max_s=args.delta[1], fps=args.fps,
+                          agreement_weight=args.agreement_weight, seed=args.seed, log_every=args.log_every,
+                          ckpt_every=args.ckpt_every, num_workers=args.workers, compile=args.compile)
+    return model_cfg, pcfg
+
+
+def run(args):
+    from micronbert.data.builtin import face_videos
+    from micronbert.train.pretrain import pretrain
+
+    frames = args.frames or [str(p) for p in face_videos()]
+    model_cfg, pcfg = pretrain_configs(args)
+    summary = pretrain(frames, args.out, model_cfg, pcfg, resume=args.resume, init=args.init, device=args.device,
+                       fps=args.fps)
+    if summary["finished"]:
+        print(f"pretrained {summary['steps_run']} steps on {summary['pairs']} anchor frames; "
+              f"last log: {summary['last_log']}; model: {args.out}/model.safetensors")
+    return 0

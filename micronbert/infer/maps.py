@@ -1,0 +1,34 @@
+"""DMA/PoI maps of a frame pair from any saved model (pretrained μ-BERT or a fine-tuned classifier)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from micronbert.data.pairs import fit_square
+from micronbert.errors import MicronbertError
+from micronbert.model.checkpoint import load_model_dir
+from micronbert.model.mubert import MicronBertModel, normalise_images
+
+
+def load_backbone_any(path) -> tuple[MicronBertModel, object]:
+    """The μ-BERT backbone (encoder + DMA + PoI) of a pretrained or fine-tuned model folder."""
+    state, cfg, _ = load_model_dir(path)
+    if any(k.startswith("backbone.") for k in state):  # a classifier: keep its backbone
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    model = MicronBertModel(cfg, with_decoder=False, with_agreement=False)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own}
+    missing = [k for k in own if k not in usable]
+    if missing:
+        raise MicronbertError(f"{path}: weights lack {missing[:5]}")
+    model.load_state_dict(usable)
+    return model.eval(), cfg
+
+
+@torch.no_grad()
+def pair_maps(model: MicronBertModel, first: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
+    size = model.cfg.img_size
+    a, b = fit_square(first, size), fit_square(second, size)
+    x = normalise_images(torch.from_numpy(np.stack([a, b])))
+    maps = model.maps(x[:1], x[1:])
+    return {"first": a, "second": b, "dma_map": maps["dma_map"][0].numpy(), "poi_map": maps["poi_map"][0].numpy()}

@@ -1,0 +1,89 @@
+"""Weights on disk: safetensors (never pickle) plus config.json beside them, written atomically.
+
+A model folder holds `model.safetensors` and `config.json` ({"model": ModelConfig, ...}). Anything that
+takes `--weights`/`--init` accepts the folder or the .safetensors file inside it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from micronbert.config import ModelConfig, from_dict, save_json
+from micronbert.errors import MicronbertError
+from micronbert.utils.io import atomic_path
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    # safetensors refuses shared or non-contiguous storage: give it private contiguous copies.
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    with atomic_path(path) as tmp:
+        save_file(clean, str(tmp), metadata=metadata)
+
+
+def resolve_weights(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights file, config file) for a model folder or a .safetensors file with config.json beside it."""
+    path = Path(path)
+    if path.is_dir():
+        weights, config = path / WEIGHTS_NAME, path / CONFIG_NAME
+    else:
+        weights, config = path, path.parent / CONFIG_NAME
+    if not weights.is_file():
+        raise MicronbertError(f"weights not found: {weights}")
+    if not config.is_file():
+        raise MicronbertError(f"config.json not found beside the weights: {config}")
+    return weights, config
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise MicronbertError(f"cannot read weights {path}: {exc}") from exc
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MicronbertError(f"cannot read {path}: {exc}") from exc
+
+
+def save_model(out_dir: str | os.PathLike, state: dict[str, torch.Tensor], model_cfg: ModelConfig, **sections) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(out_dir / WEIGHTS_NAME, state)
+    save_json(out_dir / CONFIG_NAME, model=model_cfg, **sections)
+    return out_dir
+
+
+def load_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
+    """(state dict, model config, the whole config.json) of a saved model."""
+    weights, config = resolve_weights(path)
+    data = read_config(config)
+    if "model" not in data:
+        raise MicronbertError(f"{config}: no 'model' section")
+    return load_weights(weights), from_dict(ModelConfig, data["model"], str(config)), data
+
+
+def load_pretrained(path: str | os.PathLike, with_decoder: bool = True):
+    """A MicronBertModel with the saved pretraining weights loaded (strictly)."""
+    from micronbert.model.mubert import MicronBertModel
+
+    state, cfg, _ = load_model_dir(path)
+    has_agreement = any(k.startswith("agreement.") for k in state)
+    model = MicronBertModel(cfg, with_decoder=with_decoder and any(k.startswith("decoder.") for k in state),
+                            with_agreement=has_agreement)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    unexpected = [k for k in unexpected if not (k.startswith("decoder.") and not with_decoder)]
+    if missing or unexpected:
+        raise MicronbertError(f"{path}: weights do not match the config: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
+    return model, cfg

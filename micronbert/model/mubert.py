@@ -1,0 +1,105 @@
+"""μ-BERT: the encoder, DMA, PoI and decoder put together.
+
+Pretraining (`pretrain_losses`): Ĩ_t = blockwise_swap(I_t, I_{t+δ}); both Ĩ_t and I_{t+δ} are encoded
+by one shared encoder; DMA between them (paper: Q from I_{t+δ}, K and V from Ĩ_t) gives F_DMA and the
+diagonal map; PoI saliency of I_{t+δ} gates F_DMA; the decoder reconstructs I_t from Ĩ_t's tokens plus
+the gated DMA features. Loss = L_rec + λ·L_agg.
+
+Recognition uses `micro_features` on (onset, apex) in place of (Ĩ_t, I_{t+δ}).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from micronbert.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PretrainConfig
+from micronbert.model.decoder import PixelDecoder, patchify
+from micronbert.model.dma import DiagonalMicroAttention
+from micronbert.model.encoder import ViTEncoder
+from micronbert.model.poi import ContextAgreement, poi_saliency
+from micronbert.model.swapping import blockwise_swap
+
+
+def normalise_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) or (B, 3, H, W) / float in [0, 1] -> ImageNet-normalised float (B, 3, H, W)."""
+    x = images
+    if x.dtype == torch.uint8:
+        if x.shape[-1] == 3 and x.shape[1] != 3:
+            x = x.permute(0, 3, 1, 2)
+        x = x.float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class MicronBertModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, with_decoder: bool = True, with_agreement: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ViTEncoder(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim, cfg.depth,
+                                  cfg.num_heads, cfg.mlp_ratio)
+        self.dma = DiagonalMicroAttention(cfg.embed_dim, cfg.dma_heads, diagonal=cfg.use_dma, chunk=cfg.dma_chunk)
+        self.decoder = (PixelDecoder(cfg.embed_dim, cfg.decoder_embed_dim, cfg.decoder_depth, cfg.decoder_num_heads,
+                                     cfg.mlp_ratio, cfg.grid, cfg.patch_size, cfg.in_chans)
+                        if with_decoder else None)
+        self.agreement = ContextAgreement(self.encoder, cfg) if (with_agreement and cfg.use_poi) else None
+
+    # -- shared by pretraining and recognition -------------------------------------------------------
+    def micro_features(self, tok_first: torch.Tensor, tok_second: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Tokens of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA features and maps."""
+        first, second = tok_first[:, 1:], tok_second[:, 1:]
+        query, key = (second, first) if self.cfg.dma_query == "second" else (first, second)
+        feats, dma_map = self.dma(query, key, first)
+        if self.cfg.use_poi:
+            sal = poi_saliency(tok_second, self.cfg.poi_temperature)
+        else:
+            sal = torch.ones_like(dma_map)
+        return {"features": feats * sal.unsqueeze(-1), "dma_map": dma_map, "poi_map": sal,
+                "cls_first": tok_first[:, 0], "cls_second": tok_second[:, 0]}
+
+    def encode_pair(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One encoder pass over both frames (concatenated on the batch axis)."""
+        tokens = self.encoder(torch.cat([first, second], dim=0))
+        return tokens.chunk(2, dim=0)
+
+    @torch.no_grad()
+    def maps(self, first: torch.Tensor, second: torch.Tensor) -> dict[str, torch.Tensor]:
+        """DMA and PoI maps (B, grid, grid) for normalised frames (B, 3, H, W)."""
+        out = self.micro_features(*self.encode_pair(first, second))
+        g = first.shape[-1] // self.cfg.patch_size
+        return {"dma_map": out["dma_map"].view(-1, g, g), "poi_map": out["poi_map"].view(-1, g, g)}
+
+    # -- pretraining ---------------------------------------------------------------------------------
+    def pretrain_losses(self, frame_t: torch.Tensor, frame_tp: torch.Tensor, pcfg: PretrainConfig,
+                        generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Normalised frame pairs (B, 3, H, W) -> dict of loss terms (`loss` is the total)."""
+        if self.decoder is None:
+            raise RuntimeError("this model was built without a decoder")
+        p = self.cfg.patch_size
+        if pcfg.use_swap:
+            swapped, mask = blockwise_swap(frame_t, frame_tp, p, pcfg.swap_ratio, pcfg.swap_block, generator)
+        else:
+            swapped = frame_t
+            mask = torch.zeros(frame_t.shape[0], self.cfg.num_patches, dtype=torch.bool, device=frame_t.device)
+        tok_s, tok_b = self.encode_pair(swapped, frame_tp)
+        micro = self.micro_features(tok_s, tok_b)
+        dec_in = torch.cat([tok_s[:, :1], tok_s[:, 1:] + micro["features"]], dim=1)
+        pred = self.decoder(dec_in)
+        target = patchify(frame_t, p)
+        if self.cfg.norm_pix_loss:
+            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        per_patch = ((pred.float() - target.float()) ** 2).mean(-1)  # (B, N)
+        loss_rec = per_patch.mean()
+        maskf = mask.float()
+        losses = {"loss_rec": loss_rec,
+                  # reconstruction error where the patch was swapped: what the network had to undo
+                  "loss_rec_swapped": (per_patch * maskf).sum() / maskf.sum().clamp(min=1.0)}
+        total = loss_rec
+        if self.agreement is not None:
+            loss_agg = self.agreement(self.encoder, frame_tp, pcfg, generator)
+            losses["loss_agg"] = loss_agg
+            total = total + pcfg.agreement_weight * loss_agg
+        losses["loss"] = total
+        return losses

@@ -1,0 +1,110 @@
+"""Patch of Interest (PoI).
+
+Saliency: the similarity of each patch token to the frame's contextual token, S = N · softmax(cos/τ)
+(mean 1), gates the DMA output so background and distractions weigh little.
+
+Agreement (pretraining): the contextual token of I_{t+δ} and of a random crop of it must agree, so the
+contextual token describes the face, not the framing. Agreement losses collapse to a constant unless
+the target is held still: both variants use an EMA teacher (a slowly moving copy of the encoder) whose
+output is a stop-gradient target.
+- "mse" (paper): student projector + predictor on the crop's token vs. the teacher's projection of the
+  full frame, mean squared error of the l2-normalised vectors (BYOL-style; the predictor prevents
+  collapse together with the EMA target).
+- "dino" (the authors' release): DINO self-distillation with multi-crop, a centred, sharpened teacher
+  and a weight-normalised prototype layer.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from micronbert.model.crops import random_resized_crop
+
+
+def poi_saliency(tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, 1+N, D) tokens -> (B, N) saliency with mean 1."""
+    cls = F.normalize(tokens[:, :1], dim=-1)
+    patches = F.normalize(tokens[:, 1:], dim=-1)
+    sim = (patches * cls).sum(-1)  # cosine, (B, N)
+    return torch.softmax(sim / temperature, dim=-1) * sim.shape[1]
+
+
+def _mlp(dim_in, hidden, dim_out):
+    return nn.Sequential(nn.Linear(dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
+
+
+class DinoHead(nn.Module):
+    """Linear-GELU-Linear-GELU-Linear, then a weight-normalised prototype layer (names as the release)."""
+
+    def __init__(self, dim, hidden, bottleneck, out_dim):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, bottleneck))
+        self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck, out_dim, bias=False))
+        with torch.no_grad():
+            self.last_layer.parametrizations.weight.original0.fill_(1.0)
+
+    def forward(self, x):
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
+
+
+class ContextAgreement(nn.Module):
+    """The agreement loss with its EMA teacher. Holds its own copy of the encoder as the teacher."""
+
+    def __init__(self, encoder: nn.Module, cfg):
+        super().__init__()
+        self.variant = cfg.poi_variant
+        d = cfg.embed_dim
+        if self.variant == "mse":
+            self.student_head = _mlp(d, cfg.proj_dim * 2, cfg.proj_dim)
+            self.predictor = _mlp(cfg.proj_dim, cfg.proj_dim * 2, cfg.proj_dim)
+        else:
+            self.student_head = DinoHead(d, cfg.dino_hidden_dim, cfg.dino_bottleneck_dim, cfg.dino_out_dim)
+            self.register_buffer("center", torch.zeros(1, cfg.dino_out_dim))
+        self.teacher_encoder = copy.deepcopy(encoder)
+        self.teacher_head = copy.deepcopy(self.student_head)
+        for p in list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters()):
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update_teacher(self, encoder: nn.Module, momentum: float) -> None:
+        student = list(encoder.parameters()) + list(self.student_head.parameters())
+        teacher = list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters())
+        torch._foreach_mul_(teacher, momentum)
+        torch._foreach_add_(teacher, [s.detach() for s in student], alpha=1 - momentum)
+
+    def forward(self, encoder: nn.Module, frame: torch.Tensor, pcfg, generator=None) -> torch.Tensor:
+        """Agreement loss for a batch of full frames I_{t+δ} (B, 3, H, W)."""
+        size = frame.shape[-1]
+        with torch.no_grad():
+            self.teacher_encoder.eval()
+            t_cls = self.teacher_encoder(frame)[:, 0]
+            t_out = self.teacher_head(t_cls)
+        crop = random_resized_crop(frame, size, pcfg.crop_scale, generator=generator)
+        if self.variant == "mse":
+            s = self.predictor(self.student_head(encoder(crop)[:, 0]))
+            return F.mse_loss(F.normalize(s, dim=-1), F.normalize(t_out, dim=-1)) * s.shape[-1]
+        views = [crop]
+        if pcfg.local_crops > 0:
+            patch = encoder.patch_size
+            small = max(patch, (size // 2) // patch * patch)
+            views += [random_resized_crop(frame, small, pcfg.local_crop_scale, generator=generator)
+                      for _ in range(pcfg.local_crops)]
+        target = F.softmax((t_out - self.center) / pcfg.dino_teacher_temp, dim=-1)
+        loss = 0.0
+        for v in views:
+            s_out = self.student_head(encoder(v)[:, 0])
+            loss = loss + torch.sum(-target * F.log_softmax(s_out / pcfg.dino_student_temp, dim=-1), dim=-1).mean()
+        self._update_center(t_out, pcfg.dino_center_momentum)
+        return loss / len(views)
+
+    @torch.no_grad()
+    def _update_center(self, t_out, momentum):
+        batch_center = t_out.mean(0, keepdim=True)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(batch_center)
+            batch_center /= torch.distributed.get_world_size()
+        self.center.mul_(momentum).add_(batch_center, alpha=1 - momentum)

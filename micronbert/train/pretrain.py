@@ -1,0 +1,234 @@
+"""Self-supervised pretraining of μ-BERT on unlabeled frame pairs.
+
+Single process, or `torchrun --nproc_per_node N micronbert pretrain ...` (DDP, gloo on CPU, nccl on
+GPU). `batch_size` is the global batch per optimizer step, split over ranks and accumulation steps, so
+the schedule (and a resume with a different number of ranks) does not depend on the hardware.
+
+Out folder:
+    config.json, model.safetensors      the final model (what `--init`/`--weights` take)
+    checkpoints/step-XXXXXXX/           model.safetensors, optimizer.pt (tensors only), state.json
+    checkpoints/latest.json             pointer to the newest complete checkpoint (written last)
+    log.csv                             every logged step: losses, lr, pairs/s
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from micronbert.config import ModelConfig, PretrainConfig, from_dict, save_json, to_dict
+from micronbert.data.pairs import FrameStore, PairBatches, PairSchedule, discover_sources
+from micronbert.errors import MicronbertError
+from micronbert.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_model_dir, load_weights, save_weights
+from micronbert.model.mubert import MicronBertModel, normalise_images
+from micronbert.train import distributed as D
+from micronbert.train.schedule import param_groups, warmup_cosine
+from micronbert.utils.io import atomic_write_json, atomic_write_text
+from micronbert.utils.progress import progress
+
+LOG_FIELDS = ["step", "epoch", "lr", "loss", "loss_rec", "loss_rec_swapped", "loss_agg", "pairs_per_s", "elapsed_s"]
+
+
+class PretrainStep(nn.Module):
+    """The module DDP wraps: uint8 pair batch in, loss terms out."""
+
+    def __init__(self, model: MicronBertModel, pcfg: PretrainConfig):
+        super().__init__()
+        self.model, self.pcfg = model, pcfg
+
+    def forward(self, frames_t: torch.Tensor, frames_tp: torch.Tensor, generator: torch.Generator):
+        return self.model.pretrain_losses(normalise_images(frames_t), normalise_images(frames_tp), self.pcfg, generator)
+
+
+def _step_generator(seed: int, step: int, rank: int, micro: int, device: torch.device) -> torch.Generator:
+    # Swap masks and crops depend only on (seed, step, rank, micro-batch): resume reproduces them.
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step * 1009 + rank * 101 + micro) % (2**63))
+    return g
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    pointer = out / "checkpoints" / "latest.json"
+    if not pointer.is_file():
+        return None
+    name = json.loads(pointer.read_text())["checkpoint"]
+    path = out / "checkpoints" / name
+    return path if path.is_dir() else None
+
+
+def _save_checkpoint(out: Path, step: int, model: nn.Module, optimizer, state: dict, keep: int) -> None:
+    ckdir = out / "checkpoints"
+    name = f"step-{step:07d}"
+    tmp = ckdir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_weights(tmp / WEIGHTS_NAME, model.state_dict())
+    buf = io.BytesIO()
+    torch.save(optimizer.state_dict(), buf)
+    (tmp / "optimizer.pt").write_bytes(buf.getvalue())
+    atomic_write_json(tmp / "state.json", state)
+    final = ckdir / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)  # the folder appears complete or not at all
+    atomic_write_json(ckdir / "latest.json", {"checkpoint": name, "step": step})
+    done = sorted(p for p in ckdir.glob("step-*") if p.is_dir())
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _rewrite_log(path: Path, upto_step: int) -> None:
+    """On resume, drop log rows past the checkpoint (they will be logged again)."""
+    if not path.is_file():
+        return
+    rows = list(csv.DictReader(path.open()))
+    keep = [r for r in rows if int(r["step"]) <= upto_step]
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=LOG_FIELDS)
+    w.writeheader()
+    w.writerows(keep)
+    atomic_write_text(path, text.getvalue())
+
+
+def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, pcfg: PretrainConfig, *,
+             resume: bool = False, init: str | None = None, device: str | None = None, fps: float | None = None,
+             stop_after: int | None = None, show_progress: bool = True) -> dict:
+    """Run pretraining; returns a summary dict. `stop_after` ends the run early after that many steps
+    (as if interrupted; used to test resume)."""
+    info = D.setup(device)
+    out = Path(out)
+    torch.manual_seed(pcfg.seed)
+    sources = discover_sources(frames, fps or pcfg.fps)
+    schedule = PairSchedule(sources, pcfg.batch_size, (pcfg.delta_min_s, pcfg.delta_max_s), pcfg.seed, pcfg.hflip)
+    if pcfg.batch_size % (info.world * pcfg.accum_steps):
+        raise MicronbertError(f"batch size {pcfg.batch_size} must be divisible by ranks × accumulation steps "
+                              f"({info.world} × {pcfg.accum_steps})")
+
+    model = MicronBertModel(model_cfg).to(info.device)
+    if init:
+        state, init_cfg, _ = load_model_dir(init)
+        if to_dict(init_cfg) != to_dict(model_cfg):
+            raise MicronbertError(f"--init {init}: its config differs from this run's model config")
+        model.load_state_dict(state)
+    step_module = PretrainStep(model, pcfg)
+    optimizer = torch.optim.AdamW(param_groups(model, pcfg.weight_decay), lr=pcfg.lr, betas=tuple(pcfg.betas))
+
+    start = 0
+    latest = _latest_checkpoint(out) if resume else None
+    if latest is not None:
+        state = json.loads((latest / "state.json").read_text())
+        if state["model"] != to_dict(model_cfg):
+            raise MicronbertError(f"cannot resume from {latest}: the model config differs")
+        model.load_state_dict(load_weights(latest / WEIGHTS_NAME))
+        opt_state = torch.load(latest / "optimizer.pt", map_location=info.device, weights_only=True)
+        optimizer.load_state_dict(opt_state)
+        start = int(state["step"])
+    elif resume and info.is_main:
+        print(f"no checkpoint in {out / 'checkpoints'}; starting from step 0")
+    elif not resume and _latest_checkpoint(out) is not None:
+        raise MicronbertError(f"{out} already holds a pretraining run; pass --resume to continue it "
+                              f"or choose another --out")
+
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_json(out / "run.json", model=model_cfg, pretrain=pcfg,
+                  data={"sources": [str(s.path) for s in sources], "anchors": len(schedule),
+                        "frames": sum(s.n_frames for s in sources)},
+                  world_size=info.world)
+        _rewrite_log(out / "log.csv", start)
+
+    wrapped: nn.Module = step_module
+    if info.enabled:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    if pcfg.compile:
+        wrapped = torch.compile(wrapped)
+
+    last_step = pcfg.steps if stop_after is None else min(pcfg.steps, start + stop_after)
+    local_batches = PairBatches(schedule, FrameStore(sources, model_cfg.img_size), start, last_step,
+                                info.rank, info.world)
+    loader = torch.utils.data.DataLoader(local_batches, batch_size=None, shuffle=False,
+                                         num_workers=pcfg.num_workers, pin_memory=info.device.type == "cuda",
+                                         persistent_workers=False)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (pcfg.bf16 and info.device.type == "cuda")
+                else contextlib.nullcontext())
+    log_path = out / "log.csv"
+    log_file = None
+    if info.is_main:
+        new = not log_path.is_file() or log_path.stat().st_size == 0
+        log_file = log_path.open("a", newline="")
+        writer = csv.DictWriter(log_file, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+
+    bar = progress(total=last_step - start, desc="pretrain", unit="step", disable_override=not (show_progress and info.is_main))
+    t0 = time.perf_counter()
+    last_log_t, last_log_step = t0, start
+    logged: dict[str, float] = {}
+    model.train()
+    completed = start
+    for step_i, (fa, fb) in enumerate(loader):
+        step = start + step_i
+        lr = warmup_cosine(step, pcfg.steps, pcfg.lr, pcfg.warmup_steps, pcfg.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        fa = fa.to(info.device, non_blocking=True)
+        fb = fb.to(info.device, non_blocking=True)
+        micro = fa.shape[0] // pcfg.accum_steps
+        totals: dict[str, torch.Tensor] = {}
+        for m in range(pcfg.accum_steps):
+            sl = slice(m * micro, (m + 1) * micro)
+            sync = (m == pcfg.accum_steps - 1) or not info.enabled
+            ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
+            with ctx, autocast:
+                losses = wrapped(fa[sl], fb[sl], _step_generator(pcfg.seed, step, info.rank, m, info.device))
+            with ctx:
+                (losses["loss"] / pcfg.accum_steps).backward()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + v.detach() / pcfg.accum_steps
+        if pcfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), pcfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if model.agreement is not None:
+            model.agreement.update_teacher(model.encoder, pcfg.ema_decay)
+        done = completed = step + 1
+        bar.update(1)
+        if done % pcfg.log_every == 0 or done == last_step:
+            # The only host-device sync of the step, and only on logging steps.
+            vals = {k: float(D.mean_across(v, info)) for k, v in totals.items()}
+            now = time.perf_counter()
+            pairs_s = (done - last_log_step) * pcfg.batch_size / max(now - last_log_t, 1e-9)
+            last_log_t, last_log_step = now, done
+            logged = {"step": done, "epoch": round(schedule.epoch_of(done), 4), "lr": lr,
+                      **{k: round(vals.get(k, float("nan")), 6) for k in ("loss", "loss_rec", "loss_rec_swapped", "loss_agg")},
+                      "pairs_per_s": round(pairs_s, 2), "elapsed_s": round(now - t0, 2)}
+            if info.is_main:
+                writer.writerow(logged)
+                log_file.flush()
+                bar.set_postfix(loss=f"{vals['loss']:.4f}", pairs_s=f"{pairs_s:.1f}")
+        if done % pcfg.ckpt_every == 0 or done == last_step:
+            if info.is_main:
+                _save_checkpoint(out, done, model, optimizer,
+                                 {"step": done, "model": to_dict(model_cfg), "pretrain": to_dict(pcfg),
+                                  "world_size": info.world}, pcfg.keep_checkpoints)
+            D.barrier(info)
+    bar.close()
+    if log_file:
+        log_file.close()
+    finished = completed >= pcfg.steps
+    if info.is_main and finished:
+        save_weights(out / WEIGHTS_NAME, model.state_dict())
+        save_json(out / CONFIG_NAME, model=model_cfg, pretrain=pcfg)
+    D.barrier(info)
+    D.cleanup(info)
+    return {"out": str(out), "start_step": start, "steps_run": completed - start,
+            "finished": finished, "last_log": logged, "pairs": len(schedule)}
