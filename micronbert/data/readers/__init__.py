@@ -1,0 +1,52 @@
+"""Dataset readers: each turns a dataset exactly as it ships into the sample table
+(micronbert.data.samples.COLUMNS) plus a ValidationReport of every excluded/repaired/suspicious row.
+
+    READERS[name](root, annotations=None, report=None, **options) -> DataFrame
+    index_dataset(name, root, annotations=None, **options) -> (DataFrame, ValidationReport)
+
+Options (each reader takes the ones that apply to it):
+    variant      "auto" | "raw" | "cropped"  (casme2, smic, folder: raw frames or official "reg_" crops)
+    apex_policy  "exclude" (default: report and drop rows with a missing/out-of-range apex) |
+                 "middle"  (report as repaired and use the middle listed frame, apex_source "repaired")
+    check_images True: decode the onset and apex images of each sample (cheap; catches corrupt files)
+    name         dataset name for the generic "folder" reader
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import pandas as pd
+
+from micronbert.data.readers import casme2, casme3, folder, mmew, samm, smic
+from micronbert.data.report import ValidationReport
+from micronbert.errors import MicronbertError
+
+READERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "casme2": casme2.read,
+    "samm": samm.read,
+    "smic": smic.read,
+    "casme3": casme3.read,
+    "mmew": mmew.read,
+    "folder": folder.read,
+}
+
+
+def reader_options(name: str) -> list[str]:
+    """Keyword options the reader `name` accepts."""
+    params = inspect.signature(READERS[name]).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def index_dataset(name: str, root, annotations=None, **opts) -> tuple[pd.DataFrame, ValidationReport]:
+    """Read dataset `name` under `root`; options that are None are left at the reader's default."""
+    if name not in READERS:
+        raise MicronbertError(f"unknown dataset {name!r}; choose from {sorted(READERS)}")
+    accepted = reader_options(name)
+    opts = {k: v for k, v in opts.items() if v is not None}
+    unknown = [k for k in opts if k not in accepted]
+    if unknown:
+        raise MicronbertError(f"option(s) {unknown} do not apply to {name} (it takes {accepted})")
+    report = ValidationReport()
+    df = READERS[name](root, annotations, report, **opts)
+    return df, report

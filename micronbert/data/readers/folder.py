@@ -1,0 +1,74 @@
+"""Generic folder dataset: one folder of numbered frame images per clip, plus a CSV (or .xlsx) with one
+row per sample. Columns (header on row 1; names compared ignoring case, spaces, '_' and '-'):
+
+    subject   subject id (aliases: subj, participant, person)
+    clip      clip folder relative to --root (aliases: filename, folder, video, path)
+    onset     onset frame number as in the file names (aliases: onset_frame, start)
+    apex      apex frame number (aliases: apex_frame, peak); optional column: when absent every apex
+              is the middle listed frame between onset and offset (apex_source "middle")
+    offset    offset frame number (aliases: offset_frame, end)
+    label     emotion as text (aliases: emotion, estimated_emotion, class)
+    aus       action units, optional (aliases: au, action_units)
+
+Default annotation file: annotations.csv (or labels.csv) in --root. Sample ids are "subject/clip",
+with "/onsetN" appended when several rows share a clip folder.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from micronbert.data.readers._common import (
+    Column, SampleBuilder, as_text, find_sheet, load_sheet, require_root, to_int,
+)
+from micronbert.data.report import ValidationReport
+from micronbert.data.samples import make_table
+from micronbert.errors import MicronbertError
+
+NAME = "folder"
+SHEETS = ("annotations.csv", "labels.csv", "annotations.xlsx")
+COLUMNS = [
+    Column("subject", ("subject", "subj", "participant", "person")),
+    Column("clip", ("clip", "filename", "folder", "video", "path")),
+    Column("onset", ("onset", "onset_frame", "start")),
+    Column("apex", ("apex", "apex_frame", "peak"), required=False),
+    Column("offset", ("offset", "offset_frame", "end")),
+    Column("emotion", ("label", "emotion", "estimated_emotion", "class")),
+    Column("aus", ("aus", "au", "action_units"), required=False),
+]
+
+
+def read(root, annotations=None, report: ValidationReport | None = None, *, name: str = NAME,
+         apex_policy: str = "exclude", check_images: bool = True, variant: str = "auto") -> pd.DataFrame:
+    report = report if report is not None else ValidationReport()
+    root = require_root(root)
+    if not name or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        raise MicronbertError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
+    sheet_path = Path(annotations) if annotations else find_sheet([root], SHEETS, (), "folder-dataset")
+    sheet = load_sheet(sheet_path, COLUMNS, anchors=("subject", "clip"))
+    has_apex = "apex" in sheet.headers
+    builder = SampleBuilder(name, report, apex_policy, check_images, None)
+    for row, cells in sheet.rows:
+        subject, clip = as_text(cells["subject"]), as_text(cells["clip"]).strip("/")
+        sid = f"{subject}/{clip}" if subject and clip else ""
+        if not subject or not clip:
+            builder.exclude(sheet_path, row, sid, "subject or clip is empty")
+            continue
+        frames_dir = root / clip
+        apex, source = cells.get("apex"), "annotated"
+        if not has_apex:
+            on, off = to_int(cells["onset"]), to_int(cells["offset"])
+            apex, source = None, "middle"
+            if on is not None and off is not None and frames_dir.is_dir():
+                span = [n for n, _ in builder.listing(frames_dir, variant) if on <= n <= off]
+                apex = span[(len(span) - 1) // 2] if span else None
+        onset = to_int(cells["onset"])
+        builder.add(file=sheet_path, row=row, subject=subject, sample_id=sid, clip=clip,
+                    frames_dir=frames_dir, onset=cells["onset"], apex=apex, offset=cells["offset"],
+                    emotion=cells["emotion"], aus=cells.get("aus"), variant=variant, apex_source=source,
+                    id_fallbacks=[f"{sid}/onset{onset}"] if onset is not None else [])
+    df = make_table(builder.rows)
+    df.attrs.update(annotations=str(sheet_path), frames_root=str(root))
+    return df

@@ -1,0 +1,75 @@
+"""SAMM: `SAMM/006/006_1_2/006_05562.jpg` (frame padding 4 or 5 digits depending on the recording) and
+`SAMM_Micro_FACS_Codes_v2.xlsx` (13 rows of free text before the header; the 2018 re-release has the
+header on row 1; the header row is found by its 'Subject' and 'Filename' cells).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from micronbert.data.readers._common import (
+    Column, SampleBuilder, as_text, child_dirs, find_sheet, load_sheet, require_root, to_int,
+)
+from micronbert.data.report import ValidationReport
+from micronbert.data.samples import make_table
+from micronbert.errors import MicronbertError
+
+NAME = "samm"
+EMOTIONS = ("Anger", "Contempt", "Happiness", "Surprise", "Other", "Disgust", "Fear", "Sadness")
+SHEETS = ("SAMM_Micro_FACS_Codes_v2.xlsx", "SAMM_Micro_FACS_Codes.xlsx")
+SHEET_GLOBS = ("SAMM*FACS*.xls*", "SAMM*.xls*")
+COLUMNS = [
+    Column("subject", ("Subject",)),
+    Column("filename", ("Filename", "File name")),
+    Column("onset", ("Onset Frame", "Onset")),
+    Column("apex", ("Apex Frame", "Apex")),
+    Column("offset", ("Offset Frame", "Offset")),
+    Column("aus", ("Action Units", "AU", "AUs"), required=False),
+    Column("emotion", ("Estimated Emotion", "Emotion")),
+]
+_SUBJECT_DIR = re.compile(r"^\d{2,3}$")
+
+
+def frames_root(root: Path) -> Path:
+    for d in (root / "SAMM", root):
+        if d.is_dir() and any(_SUBJECT_DIR.match(p.name) for p in child_dirs(d)):
+            return d
+    raise MicronbertError(f"{root}: no SAMM subject folders found (expected SAMM/006/006_1_2/...)")
+
+
+def subject_id(value) -> str | None:
+    """'006' whether the sheet cell holds the text '006' or the number 6."""
+    n = to_int(value)
+    return None if n is None else f"{n:03d}"
+
+
+def read(root, annotations=None, report: ValidationReport | None = None, *, apex_policy: str = "exclude",
+         check_images: bool = True) -> pd.DataFrame:
+    report = report if report is not None else ValidationReport()
+    root = require_root(root)
+    sheet_path = Path(annotations) if annotations else find_sheet([root, root.parent], SHEETS, SHEET_GLOBS,
+                                                                   "SAMM")
+    sheet = load_sheet(sheet_path, COLUMNS, anchors=("subject", "filename"))
+    base = frames_root(root)
+    builder = SampleBuilder(NAME, report, apex_policy, check_images, EMOTIONS)
+    for row, cells in sheet.rows:
+        subject = subject_id(cells["subject"])
+        clip = as_text(cells["filename"])
+        sid = f"{subject}/{clip}" if subject and clip else ""
+        if subject is None:
+            builder.exclude(sheet_path, row, sid, f"subject {cells['subject']!r} is not a subject number")
+            continue
+        if not clip:
+            builder.exclude(sheet_path, row, sid, "filename is empty")
+            continue
+        subject_dir = base / subject
+        if not subject_dir.is_dir() and (base / subject.lstrip("0")).is_dir():
+            subject_dir = base / subject.lstrip("0")
+        builder.add(file=sheet_path, row=row, subject=subject, sample_id=sid, clip=clip,
+                    frames_dir=subject_dir / clip, onset=cells["onset"], apex=cells["apex"],
+                    offset=cells["offset"], emotion=cells["emotion"], aus=cells.get("aus"))
+    df = make_table(builder.rows)
+    df.attrs.update(annotations=str(sheet_path), frames_root=str(base))
+    return df
