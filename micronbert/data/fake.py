@@ -227,7 +227,8 @@ SMIC_SUBJECTS = (1, 2, 3, 4, 6, 8, 9, 11, 12, 13, 14, 15, 16, 18, 19, 20)
 
 def _spread(counts: dict[str, int], core: set[str], n_core: int, n_all: int) -> list[tuple[int, str]]:
     """(subject index, emotion): `core` emotions round-robin over the first n_core subjects, the rest
-    over all n_all, so the subjects beyond n_core hold only non-core samples (as in the real sheets)."""
+    over all n_all starting from the last subject, so the subjects beyond n_core hold only non-core
+    samples (as in the real sheets)."""
     out, i_core, i_rest = [], 0, 0
     for emotion, n in counts.items():
         for _ in range(n):
@@ -235,7 +236,7 @@ def _spread(counts: dict[str, int], core: set[str], n_core: int, n_all: int) -> 
                 out.append((i_core % n_core, emotion))
                 i_core += 1
             else:
-                out.append((i_rest % n_all, emotion))
+                out.append(((n_all - 1 - i_rest) % n_all, emotion))  # the extra subjects first
                 i_rest += 1
     return out
 

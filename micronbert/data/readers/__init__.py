@@ -38,8 +38,11 @@ def reader_options(name: str) -> list[str]:
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def index_dataset(name: str, root, annotations=None, **opts) -> tuple[pd.DataFrame, ValidationReport]:
-    """Read dataset `name` under `root`; options that are None are left at the reader's default."""
+def index_dataset(name: str, /, root, annotations=None, **opts) -> tuple[pd.DataFrame, ValidationReport]:
+    """Read dataset `name` under `root`; options that are None are left at the reader's default.
+
+    `name` is positional-only so that the folder reader's own `name=` option can pass through.
+    """
     if name not in READERS:
         raise MicronbertError(f"unknown dataset {name!r}; choose from {sorted(READERS)}")
     accepted = reader_options(name)
