@@ -1,0 +1,199 @@
+"""The aligned-face cache: one uncompressed .npz per sample, written atomically.
+
+Layout: <root>/<dataset>/<quoted sample id>.npz, where the sample id is percent-quoted so that
+"sub01/EP02_01f" becomes "sub01%2FEP02_01f.npz" (reversible, safe on every filesystem). One root holds
+several datasets. Each file holds:
+
+    frames         (T, S, S, 3) uint8 RGB aligned crops
+    frame_numbers  (T,) int64 frame numbers as in the sample table (not positions)
+    landmarks      (68, 2) float64 reference-frame landmarks in source pixels (NaN when not detected)
+    transform      (2, 3) float64 source pixel -> crop pixel
+    meta           JSON text: dataset, sample_id, size, margin, detector, keyframes, already_cropped,
+                   onset, apex, offset, reference (frame number), frames_dir, notes, version
+
+Uncompressed because training reads one sample per step: np.load of an uncompressed npz is a single
+file open and a memcpy. Writers go through micronbert.utils.io.atomic_path (temp file + rename), so a
+killed writer leaves at most a hidden ".<name>.npz.*.tmp" file, which is never listed or loaded and
+is removed by `clean_temp()`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import numpy as np
+import pandas as pd
+
+from micronbert.errors import MicronbertError
+from micronbert.utils.io import atomic_path, atomic_write_json
+
+CACHE_VERSION = 1
+SETTINGS_FILE = "cache.json"
+_SUFFIX = ".npz"
+
+
+def _quote(name: str) -> str:
+    q = quote(str(name), safe="")
+    # A leading dot would hide the file (and clash with temp names); quote it too.
+    return "%2E" + q[1:] if q.startswith(".") else q
+
+
+@dataclass
+class CachedSample:
+    frames: np.ndarray
+    frame_numbers: np.ndarray
+    landmarks: np.ndarray
+    transform: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def position(self, number: int) -> int:
+        """Position of frame `number`, or of the nearest cached frame (ties: the earlier one)."""
+        nums = self.frame_numbers
+        if len(nums) == 0:
+            raise MicronbertError(f"cached sample {self.meta.get('sample_id', '?')} has no frames")
+        d = np.abs(nums.astype(np.int64) - int(number))
+        return int(np.lexsort((nums, d))[0])
+
+    def frame(self, number: int) -> np.ndarray:
+        """The aligned (S, S, 3) crop of frame `number` (nearest available frame if not cached)."""
+        return self.frames[self.position(number)]
+
+    @property
+    def onset(self) -> np.ndarray:
+        return self.frame(self.meta["onset"])
+
+    @property
+    def apex(self) -> np.ndarray:
+        return self.frame(self.meta["apex"])
+
+
+class FaceCache:
+    """FaceCache(root): has / load / save / keys / index over <root>/<dataset>/<sample>.npz."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, dataset: str, sample_id: str) -> Path:
+        return self.root / _quote(dataset) / (_quote(sample_id) + _SUFFIX)
+
+    def has(self, dataset: str, sample_id: str) -> bool:
+        return self.path(dataset, sample_id).is_file()
+
+    def save(self, dataset: str, sample_id: str, frames: np.ndarray, frame_numbers, landmarks=None,
+             transform=None, meta: dict | None = None) -> Path:
+        frames = np.ascontiguousarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+            raise ValueError(f"frames must be uint8 (T, S, S, 3), got {frames.dtype} {frames.shape}")
+        numbers = np.asarray(frame_numbers, dtype=np.int64)
+        if numbers.shape != (len(frames),):
+            raise ValueError(f"frame_numbers must have shape ({len(frames)},), got {numbers.shape}")
+        lm = np.full((68, 2), np.nan) if landmarks is None else np.asarray(landmarks, dtype=np.float64)
+        tf = np.full((2, 3), np.nan) if transform is None else np.asarray(transform, dtype=np.float64)
+        info = dict(meta or {})
+        info.update(dataset=str(dataset), sample_id=str(sample_id), size=int(frames.shape[1]),
+                    n_frames=int(len(frames)), version=CACHE_VERSION)
+        text = np.array(json.dumps(info, default=_json_default))
+        target = self.path(dataset, sample_id)
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a path
+                np.savez(fh, frames=frames, frame_numbers=numbers, landmarks=lm, transform=tf, meta=text)
+        return target
+
+    def load(self, dataset: str, sample_id: str) -> CachedSample:
+        path = self.path(dataset, sample_id)
+        if not path.is_file():
+            raise MicronbertError(f"sample ({dataset}, {sample_id}) is not in the face cache {self.root} "
+                                  f"(expected {path}; run `micronbert prepare`)")
+        return self.load_path(path)
+
+    @staticmethod
+    def load_path(path: str | os.PathLike) -> CachedSample:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return CachedSample(z["frames"], z["frame_numbers"], z["landmarks"], z["transform"],
+                                    json.loads(str(z["meta"])))
+        except Exception as exc:  # BadZipFile, truncated arrays, bad JSON: all mean "rewrite it"
+            raise MicronbertError(f"corrupt face cache file {path}: {exc} (delete it and run prepare again)") from exc
+
+    def meta(self, dataset: str, sample_id: str) -> dict:
+        """Only the metadata (reads one small member of the file)."""
+        with np.load(self.path(dataset, sample_id), allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+
+    def datasets(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(unquote(p.name) for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def keys(self, dataset: str | None = None) -> list[tuple[str, str]]:
+        """(dataset, sample_id) of every cached sample, sorted."""
+        out = []
+        for ds in ([dataset] if dataset is not None else self.datasets()):
+            folder = self.root / _quote(ds)
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                if p.name.endswith(_SUFFIX) and not p.name.startswith("."):
+                    out.append((ds, unquote(p.name[: -len(_SUFFIX)])))
+        return sorted(out)
+
+    def index(self, dataset: str | None = None) -> pd.DataFrame:
+        """One row per cached sample: dataset, sample_id, n_frames, size, detector, keyframes, path."""
+        rows = []
+        for ds, sid in self.keys(dataset):
+            m = self.meta(ds, sid)
+            rows.append({"dataset": ds, "sample_id": sid, "n_frames": m.get("n_frames"), "size": m.get("size"),
+                         "detector": m.get("detector"), "keyframes": m.get("keyframes"),
+                         "path": str(self.path(ds, sid))})
+        return pd.DataFrame(rows, columns=["dataset", "sample_id", "n_frames", "size", "detector", "keyframes", "path"])
+
+    def __contains__(self, key) -> bool:
+        return self.has(*key)
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def temp_files(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.rglob(".*.tmp") if p.is_file())
+
+    def clean_temp(self) -> int:
+        """Remove leftovers of killed writers; call only while no writer runs."""
+        found = self.temp_files()
+        for p in found:
+            p.unlink(missing_ok=True)
+        return len(found)
+
+    # -- settings shared by all samples of the cache ---------------------------------------------
+    def settings(self) -> dict | None:
+        p = self.root / SETTINGS_FILE
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MicronbertError(f"unreadable cache settings {p}: {exc}") from exc
+
+    def check_settings(self, settings: dict) -> None:
+        """Record the alignment settings of a new cache, or refuse to mix different ones."""
+        old = self.settings()
+        if old is None:
+            atomic_write_json(self.root / SETTINGS_FILE, settings)
+            return
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            what = ", ".join(f"{k}: cache has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
+            raise MicronbertError(f"face cache {self.root} was made with other settings ({what}); "
+                                  f"use another --out folder or the same settings")
+
+
+def _json_default(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
