@@ -22,7 +22,8 @@ def configure(parser) -> None:
     parser.add_argument("--no-image-check", action="store_true",
                         help="skip decoding each sample's onset and apex images")
     parser.add_argument("--name", default=None, help="dataset name for --dataset folder (default 'folder')")
-    parser.add_argument("--strict", action="store_true", help="exit non-zero if the report has any entry")
+    parser.add_argument("--strict", action="store_true", help="exit with code 3 if the report has any entry (excluded, repaired or "
+                             "warning); the table and report are still written")
 
 
 def report_path(out) -> "Path":

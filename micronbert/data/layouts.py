@@ -231,7 +231,7 @@ def write_mmew(root, clips: Sequence[ClipSpec]) -> Path:
                 "Subject": clip.subject, "Filename": clip.clip, "OnsetFrame": clip.onset,
                 "ApexFrame": clip.apex, "OffsetFrame": clip.offset, "Action Units": clip.aus,
                 "Estimated Emotion": clip.emotion, "remarks": clip.extras.get("remarks")}))
-    return _write_xlsx(root / MMEW_SHEET, [h for h in MMEW_HEADER], rows)
+    return _write_xlsx(root / MMEW_SHEET, MMEW_HEADER, rows)
 
 
 # ------------------------------------------------------------------------------------------ folder

@@ -1,7 +1,6 @@
 """`micronbert index` and `micronbert protocols` through the CLI: outputs, one-line errors, --strict."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 
@@ -82,3 +81,16 @@ def test_protocols_command_lists_classes_and_datasets(cli):
     assert "casme2: excluded sub04/EP12_01f, sub24/EP02_07" in stdout
     rc, _, err = cli(["protocols", "nope"])
     assert rc == 1 and "unknown protocol" in err
+
+
+def test_index_options_reach_the_reader(fakes, tmp_path, cli):
+    out = tmp_path / "s.csv"
+    rc, stdout, _ = cli(["index", "--dataset", "casme2", "--root", fakes["casme2"].root, "--out", out,
+                         "--apex-policy", "middle", "--no-image-check"])
+    assert rc == 0 and "3 repaired" in stdout
+    assert (read_samples(out)["apex_source"] == "repaired").sum() == 3
+    assert "sub07/EP05_01" in set(read_samples(out)["sample_id"])  # corrupt apex not decoded
+    rc, _, err = cli(["index", "--dataset", "samm", "--root", fakes["samm"].root, "--out", out, "--name", "x"])
+    assert rc == 1 and "--name only applies" in err
+    rc, _, _ = cli(["index", "--dataset", "folder", "--root", fakes["folder"].root, "--out", out, "--name", "mine"])
+    assert rc == 0 and set(read_samples(out)["dataset"]) == {"mine"}

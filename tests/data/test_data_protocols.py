@@ -1,7 +1,6 @@
 """Protocols as data: packaged YAMLs, mapping, exclusions with report entries, MEGC2019 counts."""
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from micronbert.data.protocol import EVAL_COLUMNS, list_protocols, load_protocol
@@ -23,6 +22,8 @@ def test_packaged_protocols_load():
 def test_megc2019_counts_on_realistic_fixture(megc_samples):
     samples, reports = megc_samples
     assert all(len(r) == 0 for r in reports.values())
+    assert samples.groupby("dataset").size().to_dict() == {"casme2": 255, "samm": 159, "smic": 164}
+    assert samples.groupby("dataset")["subject"].nunique().to_dict() == {"casme2": 26, "samm": 29, "smic": 16}
     report = ValidationReport()
     ev = load_protocol("megc2019").apply(samples, report)
     assert list(ev.columns) == EVAL_COLUMNS
