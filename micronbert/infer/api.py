@@ -1,0 +1,139 @@
+"""The Python API: a fine-tuned μ-BERT classifier behind one small class.
+
+    from micronbert import MicronBert
+    mb = MicronBert.from_pretrained("runs/casme2-finetune")     # a model folder (safetensors only)
+    out = mb.predict_pair(onset_rgb, apex_rgb)                  # aligned RGB uint8 faces
+    out["label"], out["probabilities"], out["dma_map"], out["poi_map"]
+    table = mb.predict("clip.mp4")                              # faces, spotting, one row per interval
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from micronbert.config import ModelConfig
+from micronbert.errors import MicronbertError
+
+
+def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(MicronBertClassifier in eval mode, ModelConfig, class names, the whole config.json) of a model folder."""
+    from micronbert.model.checkpoint import load_model_dir
+    from micronbert.model.heads import MicronBertClassifier
+
+    state, cfg, data = load_model_dir(path)  # safetensors + JSON: nothing is unpickled
+    head = state.get("head.fc.weight")
+    if head is None or not any(k.startswith("backbone.") for k in state):
+        raise MicronbertError(f"{path}: not a fine-tuned classifier (no head.* / backbone.* weights); a pretrained "
+                              "or converted μ-BERT gives maps with `micronbert dma-map`, not classes")
+    n = int(head.shape[0])
+    classes = data.get("classes")
+    if classes is None:
+        classes = [f"class{i}" for i in range(n)]
+    classes = [str(c) for c in classes]
+    if len(classes) != n:
+        raise MicronbertError(f"{path}: config.json lists {len(classes)} classes but the head has {n} outputs")
+    dropout = float((data.get("finetune") or {}).get("dropout", 0.1)) if isinstance(data.get("finetune"), dict) else 0.1
+    model = MicronBertClassifier(cfg, n, dropout=dropout)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise MicronbertError(f"{path}: weights do not match config.json: missing {list(missing)[:5]}, "
+                              f"unexpected {list(unexpected)[:5]}")
+    return model.to(device).eval(), cfg, classes, data
+
+
+def input_size(cfg: ModelConfig, data: dict) -> int:
+    inp = data.get("input") or {}
+    return int(inp.get("size", cfg.img_size)) if isinstance(inp, dict) else cfg.img_size
+
+
+def as_rgb(image: Any, size: int) -> np.ndarray:
+    """A path or an RGB/gray array -> uint8 (size, size, 3) (shorter side resized, centre crop)."""
+    from micronbert.data.frames import read_image
+    from micronbert.data.pairs import fit_square
+
+    if isinstance(image, (str, os.PathLike)):
+        image = read_image(image)
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    if img.ndim != 3 or img.shape[-1] not in (3, 4):
+        raise MicronbertError(f"expected an RGB image (H, W, 3), got shape {img.shape}")
+    img = img[..., :3]
+    if img.dtype != np.uint8:
+        img = (img * 255.0 if img.dtype.kind == "f" and img.max() <= 1.0 else img).clip(0, 255).astype(np.uint8)
+    return fit_square(img, size)
+
+
+class MicronBert:
+    """A fine-tuned μ-BERT recogniser: aligned face pairs (or whole clips) in, classes and heat-maps out."""
+
+    def __init__(self, model, config: ModelConfig, classes: Sequence[str], meta: dict | None = None,
+                 device: str | torch.device = "cpu", path: str | None = None):
+        self.model, self.config, self.classes = model, config, list(classes)
+        self.meta = meta or {}
+        self.device = torch.device(device)
+        self.path = path
+        self.size = input_size(config, self.meta)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "MicronBert":
+        model, cfg, classes, data = load_classifier(path, device)
+        return cls(model, cfg, classes, data, device, str(path))
+
+    def __repr__(self):
+        return f"MicronBert({self.path!r}, classes={self.classes}, size={self.size})"
+
+    @property
+    def grid(self) -> int:
+        return self.size // self.config.patch_size
+
+    # -- pairs -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def forward_batch(self, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:
+        """uint8 (B, S, S, 3) onsets/apexes (already `size`) -> probabilities (B, C), dma_map/poi_map (B, g, g)."""
+        from micronbert.model.mubert import normalise_images
+
+        probs, dmas, pois = [], [], []
+        for s in range(0, len(onsets), batch_size):
+            a = normalise_images(torch.from_numpy(np.ascontiguousarray(onsets[s:s + batch_size])).to(self.device))
+            b = normalise_images(torch.from_numpy(np.ascontiguousarray(apexes[s:s + batch_size])).to(self.device))
+            out = self.model.forward_all(a, b)
+            g = self.grid
+            probs.append(torch.softmax(out["logits"].float(), -1).cpu().numpy())
+            dmas.append(out["dma_map"].float().view(-1, g, g).cpu().numpy())
+            pois.append(out["poi_map"].float().view(-1, g, g).cpu().numpy())
+        return {"probabilities": np.concatenate(probs), "dma_map": np.concatenate(dmas),
+                "poi_map": np.concatenate(pois)}
+
+    def predict_pair(self, onset, apex) -> dict[str, Any]:
+        """Aligned RGB uint8 face images (arrays or paths) -> {probabilities {class: p}, label, dma_map, poi_map}.
+
+        The maps are (grid, grid): dma_map is the DMA diagonal (low = the face changed there), poi_map the
+        PoI saliency (mean 1).
+        """
+        out = self.forward_batch(as_rgb(onset, self.size)[None], as_rgb(apex, self.size)[None])
+        p = out["probabilities"][0]
+        return {"probabilities": {c: float(v) for c, v in zip(self.classes, p)},
+                "label": self.classes[int(p.argmax())],
+                "dma_map": out["dma_map"][0], "poi_map": out["poi_map"][0]}
+
+    def dma_map(self, onset, apex) -> np.ndarray:
+        """The (grid, grid) DMA diagonal of a pair: how much each patch still matches (low = change)."""
+        return self.predict_pair(onset, apex)["dma_map"]
+
+    # -- clips -----------------------------------------------------------------------------------------
+    def predict(self, video_or_frames, onset: int | None = None, apex: int | None = None, **kwargs):
+        """A video file, a frame folder, or a (T, H, W, 3) array -> pandas DataFrame, one row per interval.
+
+        Faces are aligned once per clip; without onset/apex the apex spotter proposes intervals.
+        """
+        try:
+            from micronbert.infer.predict import predict_clip
+        except ImportError as exc:  # phase 2 needs micronbert.faces and the spotter
+            raise NotImplementedError(f"MicronBert.predict needs the prediction pipeline ({exc}); use predict_pair "
+                                      "on aligned onset/apex faces") from exc
+        return predict_clip(self, video_or_frames, onset=onset, apex=apex, **kwargs).table

@@ -1,0 +1,128 @@
+"""ONNX export of the recognition model.
+
+Graph contract (written into the model's metadata too):
+  inputs   onset, apex   uint8 (B, S, S, 3), RGB, aligned faces; /255 and ImageNet normalisation happen
+                         inside the graph, so a deployment needs no knowledge of our statistics
+  outputs  probabilities float32 (B, C)     softmax over config.json's classes
+           dma_map       float32 (B, g, g)  DMA diagonal (low = change), g = S / patch
+           poi_map       float32 (B, g, g)  PoI saliency (mean 1)
+The chunked DMA is a custom autograd Function, which ONNX cannot trace; export uses the same quantity
+written as exp(s_ii − logsumexp_j s_ij) with plain ops (one row of the N×N scores at a time is not
+needed at inference size).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from micronbert.config import IMAGENET_MEAN, IMAGENET_STD
+from micronbert.errors import MicronbertError
+
+OPSET = 17
+
+
+def _traceable_diagonal(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int = 0) -> torch.Tensor:
+    # Same value as dma.diagonal_attention(_naive): a_i = exp(s_ii − logsumexp_j s_ij), no diagonal op.
+    scores = (q @ k.transpose(-2, -1)) * scale
+    self_scores = (q * k).sum(-1) * scale
+    return torch.exp(self_scores - torch.logsumexp(scores, dim=-1))
+
+
+@contextlib.contextmanager
+def export_mode():
+    """Route the DMA through the traceable formulation while exporting."""
+    from micronbert.model import dma
+
+    original = dma.diagonal_attention
+    dma.diagonal_attention = _traceable_diagonal
+    try:
+        yield
+    finally:
+        dma.diagonal_attention = original
+
+
+class ExportableClassifier(nn.Module):
+    """uint8 NHWC onset/apex -> (probabilities, dma_map, poi_map): the graph contract above."""
+
+    def __init__(self, classifier: nn.Module, size: int):
+        super().__init__()
+        self.classifier = classifier
+        self.grid = size // classifier.cfg.patch_size
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.permute(0, 3, 1, 2).float() - self.mean) / self.std
+
+    def forward(self, onset: torch.Tensor, apex: torch.Tensor):
+        out = self.classifier.forward_all(self._norm(onset), self._norm(apex))
+        g = self.grid
+        return (torch.softmax(out["logits"], dim=-1), out["dma_map"].reshape(-1, g, g),
+                out["poi_map"].reshape(-1, g, g))
+
+
+def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset: int = OPSET,
+                check: bool = True, batch: int = 2, seed: int = 0) -> dict:
+    """Export a fine-tuned model folder to ONNX; with `check`, compare onnxruntime with torch on random faces.
+
+    Returns {"onnx": path, "classes", "size", "opset", "max_abs_diff": {output: diff}} (diffs when checked).
+    """
+    from micronbert.infer.api import input_size, load_classifier
+    from micronbert.utils.io import atomic_path
+
+    model, cfg, classes, data = load_classifier(weights)
+    size = input_size(cfg, data)
+    wrapper = ExportableClassifier(model, size).eval()
+    gen = torch.Generator().manual_seed(seed)
+    example = tuple(torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen) for _ in range(2))
+    onnx_path = Path(onnx_path)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    names = ["probabilities", "dma_map", "poi_map"]
+    with export_mode(), torch.no_grad(), warnings.catch_warnings(), atomic_path(onnx_path) as tmp:
+        try:
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # fixed input size: expected
+            torch.onnx.export(wrapper, example, str(tmp), input_names=["onset", "apex"], output_names=names,
+                              dynamic_axes={n: {0: "batch"} for n in ["onset", "apex", *names]},
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
+        except Exception as exc:  # the exporter's errors are long; keep the first line
+            raise MicronbertError(f"ONNX export of {weights} failed: {str(exc).splitlines()[0]}") from exc
+        _add_metadata(tmp, classes, size, cfg.patch_size)
+    result = {"onnx": str(onnx_path), "classes": classes, "size": size, "opset": opset}
+    if check:
+        result["max_abs_diff"] = compare_onnx(wrapper, onnx_path, size, seed=seed + 1)
+    return result
+
+
+def _add_metadata(path, classes, size, patch) -> None:
+    import onnx
+
+    m = onnx.load(str(path))
+    for key, value in {"classes": json.dumps(classes), "input": json.dumps(
+            {"layout": "NHWC", "dtype": "uint8", "colour": "RGB", "size": size, "aligned": True,
+             "normalisation": "inside the graph (ImageNet mean/std)"}), "patch_size": str(patch)}.items():
+        entry = m.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(m, str(path))
+
+
+def compare_onnx(wrapper: nn.Module, onnx_path, size: int, batch: int = 3, seed: int = 1) -> dict[str, float]:
+    """Max |onnxruntime − torch| per output on random uint8 faces (a batch size other than the export's)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MicronbertError("checking the export needs onnxruntime (pip install 'micronbert[export]')") from exc
+    gen = torch.Generator().manual_seed(seed)
+    a, b = (torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen) for _ in range(2))
+    with torch.no_grad():
+        ref = [t.numpy() for t in wrapper(a, b)]
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"onset": a.numpy(), "apex": b.numpy()})
+    names = [o.name for o in sess.get_outputs()]
+    return {n: float(np.abs(r - g).max()) for n, r, g in zip(names, ref, got)}

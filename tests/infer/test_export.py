@@ -1,0 +1,76 @@
+"""ONNX export: the graph runs in onnxruntime and agrees with torch."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from micronbert.errors import MicronbertError
+from micronbert.infer.export import _traceable_diagonal, export_onnx
+from micronbert.model.dma import diagonal_attention, diagonal_attention_naive
+
+from infer_helpers import CLASSES, make_classifier_dir
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+def test_traceable_diagonal_matches_reference():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 1, 40, 16, generator=g), torch.randn(2, 1, 40, 16, generator=g)
+    ref = diagonal_attention_naive(q, k, 0.25)
+    assert torch.allclose(_traceable_diagonal(q, k, 0.25), ref, atol=1e-6)
+    assert torch.allclose(diagonal_attention(q, k, 0.25, chunk=7), ref, atol=1e-6)
+
+
+def test_export_command_runs_in_onnxruntime(classifier_dir, tmp_path, capsys):
+    from micronbert.cli import main
+
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--weights", str(classifier_dir), "--onnx", str(out)]) == 0
+    printed = capsys.readouterr().out
+    diff = float(re.search(r"max abs difference ([0-9.e+-]+)", printed).group(1))
+    assert diff < 1e-4
+
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m)
+    assert m.opset_import[0].version >= 17
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert json.loads(meta["classes"]) == CLASSES and json.loads(meta["input"])["dtype"] == "uint8"
+
+    # a batch size other than the exported one, real-looking input: compare with the torch model directly
+    from micronbert.infer.api import MicronBert
+
+    mb = MicronBert.from_pretrained(classifier_dir)
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    probs, dma, poi = sess.run(None, {"onset": a, "apex": b})
+    ref = mb.forward_batch(a, b)
+    assert probs.shape == (5, 3) and dma.shape == (5, 4, 4) and poi.shape == (5, 4, 4)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(probs, ref["probabilities"], atol=1e-4)
+    np.testing.assert_allclose(dma, ref["dma_map"], atol=1e-4)
+    np.testing.assert_allclose(poi, ref["poi_map"], atol=1e-4)
+
+
+def test_export_plain_cross_attention_variant(tmp_path):
+    folder = make_classifier_dir(tmp_path / "m", use_dma=False, dma_query="first", seed=3)
+    res = export_onnx(folder, tmp_path / "m.onnx")
+    assert max(res["max_abs_diff"].values()) < 1e-4
+
+
+def test_export_refuses_a_backbone_only_folder(tmp_path):
+    from micronbert.config import preset
+    from micronbert.model.checkpoint import save_model
+    from micronbert.model.mubert import MicronBertModel
+
+    cfg = preset("test")
+    save_model(tmp_path / "bb", MicronBertModel(cfg, with_decoder=False, with_agreement=False).state_dict(), cfg)
+    with pytest.raises(MicronbertError, match="not a fine-tuned classifier"):
+        export_onnx(tmp_path / "bb", tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
