@@ -308,3 +308,8 @@ def _numbers(n: int, start: int = 10) -> list[int]:
     always (the readers check they exist), plus the consecutive frames start..start+n-1 when n > 3."""
     key = {start, start + 2, start + 4}
     return sorted(key | set(range(start, start + n))) if n > 3 else sorted(key)
+
+
+# reader name -> quirky fake generator
+FAKES = {"casme2": fake_casme2, "samm": fake_samm, "smic": fake_smic, "casme3": fake_casme3, "mmew": fake_mmew,
+         "folder": fake_folder}

@@ -22,7 +22,6 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from micronbert.data.frames import write_image
 from micronbert.errors import MicronbertError
 
 FrameSource = Union[Sequence[np.ndarray], Callable[[int], np.ndarray], None]
@@ -80,7 +79,20 @@ def _write_frames(folder: Path, clip: ClipSpec, name: Callable[[int], str]) -> N
         img = np.asarray(clip.image(i, n))
         if img.dtype != np.uint8 or img.ndim not in (2, 3):
             raise ValueError(f"clip {clip.clip} frame {n}: expected a uint8 image, got {img.dtype} {img.shape}")
-        write_image(folder / name(n), img)
+        _write_image(folder / name(n), img)
+
+
+def _write_image(path: Path, rgb: np.ndarray) -> None:
+    # Plain write, not frames.write_image: its per-file fsync makes trees of thousands of frames slow,
+    # and a half-written tree is simply rewritten.
+    import cv2
+
+    img = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix.lower(), img, params)
+    if not ok:
+        raise MicronbertError(f"cannot encode image for {path}")
+    path.write_bytes(buf.tobytes())
 
 
 def _write_xlsx(path: Path, header: Sequence[str | None], rows: Sequence[Sequence], preamble=()) -> Path:

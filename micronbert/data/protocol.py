@@ -70,14 +70,23 @@ class Protocol:
         folded = {k.casefold(): v for k, v in mapping.items()}
         return folded.get(emotion.casefold())
 
-    def is_excluded(self, dataset: str, subject: str, clip: str, sample_id: str) -> bool:
-        for item in self.exclude.get(dataset, []):
-            if item == sample_id:
-                return True
-            subj, _, name = item.partition("/")
-            if subj == subject and _clip_key(name) == _clip_key(clip):
-                return True
-        return False
+    def excluded_ids(self, samples: pd.DataFrame) -> set[tuple[str, str]]:
+        """(dataset, sample_id) of the listed exclusions present in `samples`. An item matches its
+        sample id exactly; only when no sample has that id, it matches on subject and clip with a
+        trailing "f" ignored (the MEGC2019 lists write sub24/EP02_07 where some sheets write EP02_07f)."""
+        out: set[tuple[str, str]] = set()
+        for dataset, items in self.exclude.items():
+            rows = samples[samples["dataset"] == dataset]
+            ids = set(rows["sample_id"])
+            for item in items:
+                if item in ids:
+                    out.add((dataset, item))
+                    continue
+                subject, _, clip = item.partition("/")
+                for sid, subj, c in zip(rows["sample_id"], rows["subject"], rows["clip"]):
+                    if subj == subject and _clip_key(c) == _clip_key(clip):
+                        out.add((dataset, sid))
+        return out
 
     def apply(self, samples: pd.DataFrame, report: ValidationReport | None = None) -> pd.DataFrame:
         """The evaluation table: rows of `samples` this protocol keeps, with label (class id), class_name
@@ -86,6 +95,7 @@ class Protocol:
         missing = [c for c in COLUMNS if c not in samples.columns]
         if missing:
             raise MicronbertError(f"protocol {self.name}: the sample table lacks columns {missing}")
+        excluded = self.excluded_ids(samples)
         keep, labels, names = [], [], []
         for i, row in enumerate(samples.itertuples(index=False)):
             where, line = _where(row.source or row.frames_dir)
@@ -94,7 +104,7 @@ class Protocol:
                            f"dataset {row.dataset!r} not in protocol {self.name} "
                            f"(it covers {sorted(self.datasets)})")
                 continue
-            if self.is_excluded(row.dataset, row.subject, row.clip, row.sample_id):
+            if (row.dataset, row.sample_id) in excluded:
                 report.add(where, line, row.sample_id, f"listed in the exclusions of protocol {self.name}")
                 continue
             cls = self.classify(row.dataset, row.emotion)
@@ -122,7 +132,6 @@ def _where(source: str) -> tuple[str, int | None]:
 
 
 def _clip_key(name: str) -> str:
-    # The MEGC2019 lists write sub24/EP02_07 where some sheets write EP02_07f.
     name = str(name).strip().lower()
     return name[:-1] if name.endswith("f") else name
 

@@ -96,3 +96,18 @@ def test_bad_protocol_files(tmp_path, text, match):
 def test_unknown_protocol_name():
     with pytest.raises(MicronbertError, match="unknown protocol 'nope'"):
         load_protocol("nope")
+
+
+def test_exclusions_prefer_exact_ids_then_ignore_trailing_f():
+    p = load_protocol("megc2019")
+    rows = [dict(dataset="casme2", subject="sub24", clip="EP02_07f", sample_id="sub24/EP02_07f",
+                 emotion="disgust"),
+            dict(dataset="casme2", subject="sub04", clip="EP12_01f", sample_id="sub04/EP12_01f",
+                 emotion="disgust"),
+            dict(dataset="casme2", subject="sub04", clip="EP12_01", sample_id="sub04/EP12_01",
+                 emotion="disgust")]
+    samples = _table(rows)
+    ev = p.apply(samples, ValidationReport())
+    # sub24/EP02_07 matches EP02_07f (no exact id); sub04/EP12_01f matches exactly, so EP12_01 is kept
+    assert list(ev["sample_id"]) == ["sub04/EP12_01"]
+    assert p.excluded_ids(samples) == {("casme2", "sub24/EP02_07f"), ("casme2", "sub04/EP12_01f")}
