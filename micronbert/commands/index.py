@@ -50,7 +50,7 @@ def run(args) -> int:
 
     if args.name is not None and args.dataset != "folder":
         raise MicronbertError("--name only applies to --dataset folder")
-    opts = {"variant": args.variant, "apex_policy": args.apex_policy, "name": args.name}
+    opts = {"variant": args.variant, "apex_policy": args.apex_policy, "dataset_name": args.name}
     if args.no_image_check:
         opts["check_images"] = False
     df, report = index_dataset(args.dataset, args.root, args.annotations, **opts)

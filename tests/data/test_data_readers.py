@@ -213,7 +213,7 @@ def test_folder_reader_name_missing_apex_column_and_aliases(tmp_path):
         import numpy as np
         write_image(tmp_path / "c1" / f"frame_{n}.png", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "labels.csv").write_text("Subject,Folder,Onset_Frame,Offset_Frame,Emotion\nA,c1,1,5,joy\n")
-    df, report = index_dataset("folder", tmp_path, name="mine")
+    df, report = index_dataset(name="folder", root=tmp_path, dataset_name="mine")
     row = df.iloc[0]
     assert (row["dataset"], row["sample_id"], row["apex"], row["apex_source"]) == ("mine", "A/c1", 3, "middle")
     assert len(report) == 0

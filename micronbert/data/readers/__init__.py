@@ -9,7 +9,7 @@ Options (each reader takes the ones that apply to it):
     apex_policy  "exclude" (default: report and drop rows with a missing/out-of-range apex) |
                  "middle"  (report as repaired and use the middle listed frame, apex_source "repaired")
     check_images True: decode the onset and apex images of each sample (cheap; catches corrupt files)
-    name         dataset name for the generic "folder" reader
+    dataset_name the `dataset` column for the generic "folder" reader (CLI --name)
 """
 from __future__ import annotations
 
@@ -38,11 +38,8 @@ def reader_options(name: str) -> list[str]:
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def index_dataset(name: str, /, root, annotations=None, **opts) -> tuple[pd.DataFrame, ValidationReport]:
-    """Read dataset `name` under `root`; options that are None are left at the reader's default.
-
-    `name` is positional-only so that the folder reader's own `name=` option can pass through.
-    """
+def index_dataset(name: str, root, annotations=None, **opts) -> tuple[pd.DataFrame, ValidationReport]:
+    """Read dataset `name` under `root`; options that are None are left at the reader's default."""
     if name not in READERS:
         raise MicronbertError(f"unknown dataset {name!r}; choose from {sorted(READERS)}")
     accepted = reader_options(name)

@@ -10,6 +10,7 @@ row per sample. Columns (header on row 1; names compared ignoring case, spaces, 
     label     emotion as text (aliases: emotion, estimated_emotion, class)
     aus       action units, optional (aliases: au, action_units)
 
+The dataset column holds `dataset_name` (CLI: --name; default "folder").
 Default annotation file: annotations.csv (or labels.csv) in --root. Sample ids are "subject/clip",
 with "/onsetN" appended when several rows share a clip folder.
 """
@@ -40,16 +41,16 @@ COLUMNS = [
 ]
 
 
-def read(root, annotations=None, report: ValidationReport | None = None, *, name: str = NAME,
+def read(root, annotations=None, report: ValidationReport | None = None, *, dataset_name: str = NAME,
          apex_policy: str = "exclude", check_images: bool = True, variant: str = "auto") -> pd.DataFrame:
     report = report if report is not None else ValidationReport()
     root = require_root(root)
-    if not name or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
-        raise MicronbertError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
+    if not dataset_name or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", dataset_name):
+        raise MicronbertError(f"dataset name {dataset_name!r} must be letters, digits, '_', '-' or '.'")
     sheet_path = Path(annotations) if annotations else find_sheet([root], SHEETS, (), "folder-dataset")
     sheet = load_sheet(sheet_path, COLUMNS, anchors=("subject", "clip"))
     has_apex = "apex" in sheet.headers
-    builder = SampleBuilder(name, report, apex_policy, check_images, None)
+    builder = SampleBuilder(dataset_name, report, apex_policy, check_images, None)
     for row, cells in sheet.rows:
         subject, clip = as_text(cells["subject"]), as_text(cells["clip"]).strip("/")
         sid = f"{subject}/{clip}" if subject and clip else ""
