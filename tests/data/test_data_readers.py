@@ -238,6 +238,25 @@ def test_renamed_column_names_file_and_missing_column(tmp_path):
     assert str(fd.sheet) in str(err.value) and "ApexFrame" in str(err.value)
 
 
+def test_renamed_anchor_column_in_samm_preamble_sheet(tmp_path):
+    fd = fake.fake_samm(tmp_path, dirty=False)
+    import openpyxl
+
+    wb = openpyxl.load_workbook(fd.sheet)
+    wb.active["A14"] = "Participant"  # was Subject, on the header row after the 13-row preamble
+    wb.save(fd.sheet)
+    with pytest.raises(MicronbertError) as err:
+        index_dataset("samm", tmp_path)
+    assert f"{fd.sheet}: header row 14: missing column(s) ['Subject']" in str(err.value)
+
+
+def test_sheet_without_any_header(tmp_path):
+    (tmp_path / "SAMM" / "006").mkdir(parents=True)
+    (tmp_path / "sheet.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(MicronbertError, match="no header row with columns 'Subject' and 'Filename'"):
+        index_dataset("samm", tmp_path, tmp_path / "sheet.csv")
+
+
 def test_missing_root_and_unknown_options(tmp_path):
     with pytest.raises(MicronbertError, match="dataset root not found"):
         index_dataset("samm", tmp_path / "nope")

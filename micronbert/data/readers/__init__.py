@@ -10,6 +10,17 @@ Options (each reader takes the ones that apply to it):
                  "middle"  (report as repaired and use the middle listed frame, apex_source "repaired")
     check_images True: decode the onset and apex images of each sample (cheap; catches corrupt files)
     dataset_name the `dataset` column for the generic "folder" reader (CLI --name)
+
+Validation rules shared by all readers (micronbert.data.readers._common.SampleBuilder):
+    excluded   empty emotion; onset/offset missing or not a number; offset 0; onset > offset;
+               apex missing / not a number / outside onset..offset (unless apex_policy="middle");
+               clip folder missing or without frame images; onset or apex frame outside the listed
+               frames; onset or apex image that does not decode; a duplicate sample
+    warning    onset/apex/offset frame absent inside the listed range (a gap: the nearest listed
+               frame is used, as SampleFrames.position does); unknown emotion (kept, the protocol
+               decides); MMEW clip found under another emotion folder than the sheet says
+    Fully blank sheet rows are skipped; every other row is either a sample or a report entry.
+Subject ids: CASME II "sub01", SAMM "006", SMIC "s01" (disk s1 or s01), CAS(ME)^3 "spNO.1", MMEW "S01".
 """
 from __future__ import annotations
 

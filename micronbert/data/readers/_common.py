@@ -173,18 +173,26 @@ def load_sheet(path, columns: Sequence[Column], anchors: Sequence[str]) -> Sheet
         raise MicronbertError(f"annotation file not found: {path}")
     by_name = {c.name: c for c in columns}
     rows = list(_raw_rows(path))
-    header_at = None
+    def found_in(cells) -> set[str]:
+        present = {norm_header(c) for c in cells if clean(c) is not None}
+        return {c.name for c in columns if any(norm_header(a) in present for a in c.aliases)}
+
+    header_at, header_cells, best = None, None, (0, None, None)
     for number, cells in rows[:HEADER_SCAN_ROWS]:
-        found = {norm_header(c) for c in cells if clean(c) is not None}
-        if all(any(norm_header(a) in found for a in by_name[k].aliases) for k in anchors):
-            header_at = number
-            header_cells = cells
+        found = found_in(cells)
+        if all(k in found for k in anchors):
+            header_at, header_cells = number, cells
             break
+        if len(found) > best[0]:
+            best = (len(found), number, cells)
     if header_at is None:
-        wanted = " and ".join(repr(by_name[k].aliases[0]) for k in anchors)
-        raise MicronbertError(f"{path}: no header row with columns {wanted} in the first "
-                              f"{HEADER_SCAN_ROWS} rows; missing columns "
-                              f"{[c.aliases[0] for c in columns if c.required]}")
+        if best[0] >= 2:  # a header with a renamed anchor column: report against that row
+            header_at, header_cells = best[1], best[2]
+        else:
+            wanted = " and ".join(repr(by_name[k].aliases[0]) for k in anchors)
+            raise MicronbertError(f"{path}: no header row with columns {wanted} in the first "
+                                  f"{HEADER_SCAN_ROWS} rows; expected columns "
+                                  f"{[c.aliases[0] for c in columns if c.required]}")
     index: dict[str, int] = {}
     headers: dict[str, str] = {}
     normed = [norm_header(c) if clean(c) is not None else "" for c in header_cells]
