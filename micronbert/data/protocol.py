@@ -121,6 +121,12 @@ class Protocol:
         out["fold"] = [fold_key(d, s) for d, s in zip(out["dataset"], out["subject"])]
         return out[EVAL_COLUMNS]
 
+    def count_mismatches(self, evaluation: pd.DataFrame) -> dict[str, tuple[int, int]]:
+        """dataset -> (expected, found) where an applied table differs from the documented counts
+        (e.g. another CASME II sheet version); empty when all match or none are documented."""
+        found = evaluation.groupby("dataset").size().to_dict() if len(evaluation) else {}
+        return {d: (n, int(found.get(d, 0))) for d, n in self.expected.items() if found.get(d, 0) != n}
+
     def summary(self) -> str:
         return f"{self.name}: {len(self.classes)} classes ({', '.join(self.classes)}) over {', '.join(self.datasets)}"
 

@@ -30,6 +30,8 @@ def test_megc2019_counts_on_realistic_fixture(megc_samples):
     assert ev.groupby("dataset").size().to_dict() == {"casme2": 145, "samm": 133, "smic": 164}
     assert ev["class_name"].value_counts().to_dict() == {"negative": 250, "positive": 109, "surprise": 83}
     assert ev["fold"].nunique() == 68
+    assert load_protocol("megc2019").count_mismatches(ev) == {}
+    assert load_protocol("megc2019").count_mismatches(ev[ev["dataset"] != "samm"]) == {"samm": (133, 0)}
     assert ev.groupby("dataset")["subject"].nunique().to_dict() == {"casme2": 24, "samm": 28, "smic": 16}
     assert (ev["label"] == ev["class_name"].map({"negative": 0, "positive": 1, "surprise": 2})).all()
     assert set(ev["fold"]) == {f"{d}/{s}" for d, s in zip(ev["dataset"], ev["subject"])}
