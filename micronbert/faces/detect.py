@@ -137,9 +137,9 @@ class HaarDetector:
     name = "haar"
     # Haar boxes are larger than dlib's and start higher (forehead); these factors map one onto
     # the other so the shape predictor starts from the box shape it was trained with (measured on
-    # the photos in micronbert.data.builtin).
-    _SCALE = 0.82
-    _SHIFT_Y = 0.08
+    # the six frontal photos in micronbert.data.builtin: median width ratio 0.92, centre 0.11 lower).
+    _SCALE = 0.92
+    _SHIFT_Y = 0.11
 
     def __init__(self, max_side: int = 640, cascade: str = "haarcascade_frontalface_default.xml"):
         import cv2
