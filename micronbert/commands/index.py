@@ -10,18 +10,19 @@ def configure(parser) -> None:
     parser.add_argument("--dataset", required=True, choices=DATASETS, help="which reader to use")
     parser.add_argument("--root", required=True, help="dataset folder as it ships (e.g. the CASME2 folder)")
     parser.add_argument("--annotations", default=None,
-                        help="annotation sheet; default: found in --root by its usual name")
+                        help="annotation sheet (.xlsx/.xls/.csv); when not given it is found in --root by "
+                             "its usual name")
     parser.add_argument("--out", required=True, help="sample table to write (CSV); the report goes beside it "
                                                      "as <name>.report.csv")
-    parser.add_argument("--variant", choices=("auto", "raw", "cropped"), default=None,
-                        help="casme2/smic/folder: raw frames or the official reg_ crops (default auto: raw "
-                             "if present)")
-    parser.add_argument("--apex-policy", choices=("exclude", "middle"), default=None,
-                        help="rows with a missing or out-of-range apex: report and exclude (default), or "
+    parser.add_argument("--variant", choices=("auto", "raw", "cropped"), default="auto",
+                        help="casme2/smic/folder: raw frames or the official reg_ crops (auto: raw if "
+                             "present)")
+    parser.add_argument("--apex-policy", choices=("exclude", "middle"), default="exclude",
+                        help="rows with a missing or out-of-range apex: report and exclude them, or "
                              "report and use the middle frame (apex_source 'repaired')")
     parser.add_argument("--no-image-check", action="store_true",
                         help="skip decoding each sample's onset and apex images")
-    parser.add_argument("--name", default=None, help="dataset name for --dataset folder (default 'folder')")
+    parser.add_argument("--name", default="folder", help="dataset name for --dataset folder")
     parser.add_argument("--strict", action="store_true", help="exit with code 3 if the report has any entry (excluded, repaired or "
                              "warning); the table and report are still written")
 
@@ -48,9 +49,13 @@ def run(args) -> int:
     from micronbert.data.samples import write_samples
     from micronbert.errors import MicronbertError
 
-    if args.name is not None and args.dataset != "folder":
+    if args.name != "folder" and args.dataset != "folder":
         raise MicronbertError("--name only applies to --dataset folder")
-    opts = {"variant": args.variant, "apex_policy": args.apex_policy, "dataset_name": args.name}
+    # Only options that differ from the defaults are passed, so a reader that has no such option
+    # (e.g. --variant for samm) rejects it instead of ignoring it.
+    opts = {"variant": None if args.variant == "auto" else args.variant,
+            "apex_policy": None if args.apex_policy == "exclude" else args.apex_policy,
+            "dataset_name": args.name if args.dataset == "folder" else None}
     if args.no_image_check:
         opts["check_images"] = False
     df, report = index_dataset(args.dataset, args.root, args.annotations, **opts)
