@@ -34,6 +34,7 @@ class ModelConfig:
     use_dma: bool = True          # False: plain softmax cross-attention (ablation, and the release's diag_att=False)
     dma_query: str = "second"     # "second": Q from I_{t+δ}/apex, K,V from Ĩ_t/onset (paper); "first": Q from the first frame (release)
     dma_chunk: int = 256          # query rows per chunk in the O(N)-memory DMA; 0 = naive N×N reference
+    dma_tie_qk: bool = False      # share the Q and K projections (a_i then stays a same-place similarity)
     # Patch of Interest.
     use_poi: bool = True
     poi_variant: str = "mse"      # "mse" (paper: agreement of contextual tokens) or "dino" (release: self-distillation)

@@ -81,6 +81,12 @@ def load_pretrained(path: str | os.PathLike, with_decoder: bool = True):
     has_agreement = any(k.startswith("agreement.") for k in state)
     model = MicronBertModel(cfg, with_decoder=with_decoder and any(k.startswith("decoder.") for k in state),
                             with_agreement=has_agreement)
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    if wrong:
+        raise MicronbertError(f"{path}: weights do not fit the config in config.json (saved vs expected): "
+                              f"{wrong[:3]}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not (k.startswith("decoder.") and not with_decoder)]
     if missing or unexpected:

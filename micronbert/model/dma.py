@@ -70,9 +70,10 @@ class DiagonalMicroAttention(nn.Module):
     and the release's `diag_att=False`); the map it returns is then still the diagonal, for display.
     """
 
-    def __init__(self, dim: int, heads: int = 1, diagonal: bool = True, chunk: int = 256):
+    def __init__(self, dim: int, heads: int = 1, diagonal: bool = True, chunk: int = 256, tie_qk: bool = False):
         super().__init__()
         self.heads = heads
+        self.tie_qk = tie_qk
         self.diagonal = diagonal
         self.chunk = chunk
         self.to_q = nn.Linear(dim, dim)
@@ -91,7 +92,8 @@ class DiagonalMicroAttention(nn.Module):
 
     def forward(self, x_query: torch.Tensor, x_key: torch.Tensor, x_value: torch.Tensor):
         """Patch tokens (B, N, D) each -> (features (B, N, D), diagonal map (B, N) averaged over heads)."""
-        q, k, v = self._split(self.to_q(x_query)), self._split(self.to_k(x_key)), self._split(self.to_v(x_value))
+        to_k = self.to_q if self.tie_qk else self.to_k
+        q, k, v = self._split(self.to_q(x_query)), self._split(to_k(x_key)), self._split(self.to_v(x_value))
         scale = q.shape[-1] ** -0.5
         if self.diagonal:
             diag = diagonal_attention(q, k, scale, self.chunk)  # (B, H, N)

@@ -39,7 +39,8 @@ class MicronBertModel(nn.Module):
         self.cfg = cfg
         self.encoder = ViTEncoder(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim, cfg.depth,
                                   cfg.num_heads, cfg.mlp_ratio)
-        self.dma = DiagonalMicroAttention(cfg.embed_dim, cfg.dma_heads, diagonal=cfg.use_dma, chunk=cfg.dma_chunk)
+        self.dma = DiagonalMicroAttention(cfg.embed_dim, cfg.dma_heads, diagonal=cfg.use_dma, chunk=cfg.dma_chunk,
+                                          tie_qk=cfg.dma_tie_qk)
         self.decoder = (PixelDecoder(cfg.embed_dim, cfg.decoder_embed_dim, cfg.decoder_depth, cfg.decoder_num_heads,
                                      cfg.mlp_ratio, cfg.grid, cfg.patch_size, cfg.in_chans)
                         if with_decoder else None)

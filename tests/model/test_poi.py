@@ -1,0 +1,57 @@
+import torch
+
+from micronbert.config import PretrainConfig, preset
+from micronbert.model.mubert import MicronBertModel
+from micronbert.model.poi import poi_saliency
+
+
+def test_saliency_has_mean_one_and_follows_similarity():
+    tokens = torch.randn(2, 1 + 9, 16)
+    tokens[:, 3] = tokens[:, 0] * 2  # patch 2 points where the contextual token points
+    s = poi_saliency(tokens, 0.1)
+    assert s.shape == (2, 9)
+    assert torch.allclose(s.mean(1), torch.ones(2), atol=1e-5)
+    assert (s.argmax(1) == 2).all()
+
+
+def test_poi_gating_changes_the_output():
+    torch.manual_seed(0)
+    with_poi = MicronBertModel(preset("test", use_poi=True), with_decoder=False, with_agreement=False)
+    no_poi = MicronBertModel(preset("test", use_poi=False), with_decoder=False, with_agreement=False)
+    no_poi.load_state_dict(with_poi.state_dict())
+    a, b = with_poi.encode_pair(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    gated, ungated = with_poi.micro_features(a, b), no_poi.micro_features(a, b)
+    assert torch.allclose(gated["dma_map"], ungated["dma_map"])
+    assert torch.allclose(ungated["poi_map"], torch.ones_like(ungated["poi_map"]))
+    assert not torch.allclose(gated["features"], ungated["features"], atol=1e-4)
+    assert torch.allclose(gated["features"], ungated["features"] * gated["poi_map"].unsqueeze(-1), atol=1e-6)
+
+
+def _step(model, pcfg):
+    x = torch.randn(4, 3, 32, 32)
+    losses = model.pretrain_losses(x, x + 0.05 * torch.randn_like(x), pcfg, torch.Generator().manual_seed(0))
+    losses["loss"].backward()
+    return losses
+
+
+def test_teacher_is_a_stop_gradient_target_moved_by_ema():
+    for variant in ("mse", "dino"):
+        torch.manual_seed(0)
+        model = MicronBertModel(preset("test", poi_variant=variant))
+        losses = _step(model, PretrainConfig(local_crops=2))
+        assert {"loss", "loss_rec", "loss_agg", "loss_rec_swapped"} <= set(losses)
+        teacher = model.agreement.teacher_encoder
+        assert all(p.grad is None for p in teacher.parameters())
+        assert model.encoder.blocks[0].attn.qkv.weight.grad is not None
+        before = teacher.blocks[0].attn.qkv.weight.clone()
+        with torch.no_grad():
+            model.encoder.blocks[0].attn.qkv.weight.add_(1.0)
+        model.agreement.update_teacher(model.encoder, 0.9)
+        moved = teacher.blocks[0].attn.qkv.weight - before
+        assert torch.allclose(moved, torch.full_like(moved, 0.1), atol=1e-5)
+
+
+def test_poi_off_has_no_agreement_loss():
+    model = MicronBertModel(preset("test", use_poi=False))
+    assert model.agreement is None
+    assert "loss_agg" not in _step(model, PretrainConfig())
