@@ -16,7 +16,8 @@ def configure(parser) -> None:
                         help="clip: one transform from the first frame with a face (no jitter); "
                         "frame: per-frame landmarks, smoothed over time (head motion)")
     parser.add_argument("--smooth", type=int, default=5, help="frame mode: moving-average window in frames")
-    parser.add_argument("--detector", default="dlib", help="face detector backend: dlib or haar")
+    parser.add_argument("--detector", default="dlib",
+                        help="face detector backend: dlib, haar, or dlib+haar (Haar when dlib finds nothing)")
     parser.add_argument("--format", dest="fmt", choices=["png", "jpg"], default="png", help="image format")
 
 

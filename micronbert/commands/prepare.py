@@ -15,7 +15,8 @@ def configure(parser) -> None:
     parser.add_argument("--keyframes", action="store_true", help="cache only the onset and apex frames")
     parser.add_argument("--already-cropped", action="store_true",
                         help="frames are official face crops (CASME II Cropped, SMIC reg_image): only resize")
-    parser.add_argument("--detector", default="dlib", help="face detector backend: dlib or haar")
+    parser.add_argument("--detector", default="dlib",
+                        help="face detector backend: dlib, haar, or dlib+haar (Haar when dlib finds nothing)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when any sample had a report entry")
 

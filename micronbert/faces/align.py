@@ -136,7 +136,8 @@ def _invert(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(m, dtype=np.float64))
 
 
-def smooth_transforms(transforms: Sequence[np.ndarray | None], size: int, window: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def smooth_transforms(transforms: Sequence[np.ndarray | None], size: int,
+                      window: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Fill missing (None) transforms from their neighbours and smooth all with a centred moving
     average of (crop centre, log scale, angle). Returns ((T, 2, 3), present (T,) bool)."""
     present = np.array([t is not None for t in transforms], dtype=bool)
@@ -212,7 +213,8 @@ class FaceAligner:
         return self.detector.detect(aligned) is not None
 
     # -- clips ---------------------------------------------------------------------------------
-    def find_reference(self, frames: Sequence[np.ndarray | None], reference: int = 0) -> tuple[int | None, Detection | None, list[str]]:
+    def find_reference(self, frames: Sequence[np.ndarray | None],
+                       reference: int = 0) -> tuple[int | None, Detection | None, list[str]]:
         """The first frame with a face, searching from `reference` forward, then backward.
         None entries (unreadable frames) are skipped."""
         n = len(frames)
@@ -229,7 +231,8 @@ class FaceAligner:
                 return i, det, notes
         return None, None, notes
 
-    def align_clip(self, frames: Sequence[np.ndarray], reference: int = 0, check_presence: bool | None = None) -> AlignedClip:
+    def align_clip(self, frames: Sequence[np.ndarray], reference: int = 0,
+                   check_presence: bool = False) -> AlignedClip:
         """Align all frames of a clip (a sequence of RGB uint8 images, positions 0..T-1).
 
         Clip mode fits one transform on frame `reference` (or the nearest later/earlier frame with a

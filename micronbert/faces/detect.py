@@ -4,6 +4,8 @@ Backends:
 - "dlib": dlib's HOG frontal face detector + the 68-point shape predictor.
 - "haar": OpenCV's Haar cascade (cv2.data.haarcascades) as the detector, the same dlib shape
   predictor for the landmarks (its box is re-scaled to look like a dlib box).
+- "dlib+haar": dlib first, the Haar cascade when dlib finds nothing.
+More backends: register_detector(name, factory).
 
 The model files come from the `face_recognition_models` package, found with importlib's find_spec:
 importing that package fails on recent setuptools (it imports pkg_resources), so we never import it.
@@ -172,7 +174,29 @@ class HaarDetector:
         return Detection(box, landmarks_in_box(image, box), len(boxes), notes)
 
 
-_REGISTRY: dict[str, Callable[..., FaceDetector]] = {"dlib": DlibDetector, "haar": HaarDetector}
+class FallbackDetector:
+    """Try detectors in order; the first that finds a face wins (e.g. dlib, then Haar for faces
+    HOG misses: strong lighting, slight profile)."""
+
+    def __init__(self, *detectors: FaceDetector):
+        self.detectors = detectors
+        self.name = "+".join(getattr(d, "name", type(d).__name__) for d in detectors)
+
+    def detect(self, image: np.ndarray) -> Detection | None:
+        for i, d in enumerate(self.detectors):
+            r = d.detect(image)
+            if r is not None:
+                if i > 0:
+                    r.notes.append(f"found by the fallback detector {d.name}")
+                return r
+        return None
+
+
+_REGISTRY: dict[str, Callable[..., FaceDetector]] = {
+    "dlib": DlibDetector,
+    "haar": HaarDetector,
+    "dlib+haar": lambda **kw: FallbackDetector(DlibDetector(**kw), HaarDetector(**kw)),
+}
 
 
 def register_detector(name: str, factory: Callable[..., FaceDetector]) -> None:

@@ -136,7 +136,8 @@ def process_sample(row: dict, cfg: PrepareConfig, root: str) -> tuple[str, list[
                 ref_number = sf.numbers[pos]
                 break
         if det is None:
-            return "failed", [(file, line, sid, f"no face found in {sf.frames_dir}, {_frames_text(numbers)}", "excluded")]
+            reason = f"no face found in {sf.frames_dir}, {_frames_text(numbers)}"
+            return "failed", [(file, line, sid, reason, "excluded")]
         if ref_number != numbers[0]:
             notes.append(f"no face on onset frame {numbers[0]}, aligned on frame {ref_number}")
         notes.extend(det.notes)
@@ -157,7 +158,8 @@ def process_sample(row: dict, cfg: PrepareConfig, root: str) -> tuple[str, list[
             crops.append(aligner.warp(img, m))
         kept.append(sf.numbers[pos])
     if not crops:
-        return "failed", [(file, line, sid, f"no readable frame in {sf.frames_dir}, {_frames_text(numbers)}", "excluded")]
+        reason = f"no readable frame in {sf.frames_dir}, {_frames_text(numbers)}"
+        return "failed", [(file, line, sid, reason, "excluded")]
     if unreadable:
         entries.append((file, line, sid, f"unreadable frames in {sf.frames_dir} left out: "
                         f"{' '.join(map(str, unreadable))}", "warning"))
@@ -177,11 +179,12 @@ def _work(args):
     try:
         return row["dataset"], row["sample_id"], *process_sample(row, cfg, root)
     except MicronbertError as exc:
-        return row["dataset"], row["sample_id"], "failed", [(row["_file"], row["_row"], row["sample_id"], str(exc), "excluded")]
+        entry = (row["_file"], row["_row"], row["sample_id"], str(exc), "excluded")
+        return row["dataset"], row["sample_id"], "failed", [entry]
 
 
-def prepare(tables: Sequence[str | os.PathLike] | pd.DataFrame, out: str | os.PathLike, cfg: PrepareConfig = PrepareConfig(),
-            workers: int = 1, write_report: bool = True) -> PrepareResult:
+def prepare(tables: Sequence[str | os.PathLike] | pd.DataFrame, out: str | os.PathLike,
+            cfg: PrepareConfig = PrepareConfig(), workers: int = 1, write_report: bool = True) -> PrepareResult:
     """Prepare every sample of the tables into the cache at `out`; see the module docstring."""
     from micronbert.utils.progress import progress
 

@@ -82,3 +82,17 @@ def test_registry():
         D._REGISTRY.pop("fixed-test")
     with pytest.raises(MicronbertError, match="unknown face detector"):
         D.get_detector("nope")
+
+
+def test_fallback_chain(photos, noise_frames):
+    class Never:
+        name = "never"
+
+        def detect(self, image):
+            return None
+
+    chain = D.FallbackDetector(Never(), D.get_detector("haar"))
+    r = chain.detect(photos["astronaut"])
+    assert r is not None and any("fallback detector haar" in n for n in r.notes)
+    assert chain.detect(noise_frames[0]) is None
+    assert D.get_detector("dlib+haar").name == "dlib+haar"
