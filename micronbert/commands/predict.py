@@ -13,7 +13,7 @@ def configure(p):
     p.add_argument("--offset", type=int, default=None, help="offset frame (optional, with --onset/--apex)")
     p.add_argument("--video", action="store_true", help="also write an annotated MP4 of the aligned face")
     p.add_argument("--fps", type=float, default=None, help="frame rate (frame folders default to 30)")
-    p.add_argument("--detector", default="dlib", help="face detector (dlib, haar)")
+    p.add_argument("--detector", default="dlib", help="face detector (dlib, dlib+haar, haar)")
     p.add_argument("--max-intervals", type=int, default=5, help="most intervals the spotter proposes")
     p.add_argument("--max-duration", type=float, default=0.5, help="longest micro-expression in seconds (spotter)")
     p.add_argument("--min-score", type=float, default=3.0, help="spotter threshold (robust z-score of the peak)")
