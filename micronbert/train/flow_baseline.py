@@ -1,0 +1,125 @@
+"""The classic optical-flow baseline: a small three-stream CNN on onset→apex flow (u, v, optical strain),
+in the spirit of STSTNet (Liong et al., 2019). Its inputs differ from theirs in one way worth stating:
+STSTNet used TV-L1 flow, which opencv-python-headless lacks; we use OpenCV's Farnebäck flow.
+
+Each sample's 3×28×28 flow image is computed once and reused by every fold. A classifier folder of this
+model has config.json "model_type": "flow-cnn" and "model": FlowConfig.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from micronbert.config import to_dict
+from micronbert.train.finetune import (BatchLogits, FinetuneConfig, PairData, _val_scorer, classifier_param_groups,
+                                       predict_proba, recipe_dict, save_classifier, train_loop)
+from micronbert.utils.progress import progress
+
+
+@dataclass
+class FlowConfig:
+    flow_size: int = 28            # STSTNet's input side
+    input_size: int = 112          # side of the aligned faces the flow is computed on
+    channels: tuple[int, int, int] = (3, 5, 8)  # filters of the three streams
+
+
+def flow_features(onset: np.ndarray, apex: np.ndarray, size: int = 28) -> np.ndarray:
+    """uint8 RGB onset/apex (H, W, 3) -> float32 (3, size, size): u, v, strain = sqrt(ux² + vy² + ½(uy + vx)²)."""
+    import cv2
+
+    g0 = cv2.cvtColor(np.ascontiguousarray(onset), cv2.COLOR_RGB2GRAY)
+    g1 = cv2.cvtColor(np.ascontiguousarray(apex), cv2.COLOR_RGB2GRAY)
+    flow = cv2.calcOpticalFlowFarneback(g0, g1, None, pyr_scale=0.5, levels=3, winsize=9, iterations=3,
+                                        poly_n=5, poly_sigma=1.1, flags=0)
+    u, v = flow[..., 0], flow[..., 1]
+    uy, ux = np.gradient(u)
+    vy, vx = np.gradient(v)
+    strain = np.sqrt(ux ** 2 + vy ** 2 + 0.5 * (uy + vx) ** 2)
+    # flow in units of the output grid, so faces cached at 112 or 224 px give comparable magnitudes
+    k = size / float(g0.shape[1])
+    chans = [u * k, v * k, strain]
+    return np.stack([cv2.resize(c.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) for c in chans])
+
+
+class FlowCNN(nn.Module):
+    """Three shallow 3×3 conv streams over the (u, v, strain) image, concatenated, pooled, one linear layer."""
+
+    model_type = "flow-cnn"
+
+    def __init__(self, cfg: FlowConfig, num_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.streams = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+                          nn.MaxPool2d(3, stride=3, padding=1)) for c in cfg.channels])
+        side = (cfg.flow_size + 2 - 3) // 3 + 1      # after the stride-3 max-pool
+        side //= 2                                   # after the 2×2 average pool
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(sum(cfg.channels) * side * side, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([s(x) for s in self.streams], 1)
+        return self.fc(self.pool(x).flatten(1))
+
+
+def hflip_flow(x: torch.Tensor) -> torch.Tensor:
+    """Mirror (B, 3, h, w) flow images: u changes sign, v and strain just flip."""
+    x = x.flip(-1)
+    return torch.cat([-x[:, :1], x[:, 1:]], 1)
+
+
+class FlowCNNMethod:
+    model_type = "flow-cnn"
+
+    def __init__(self, classes: Sequence[str], recipe: FinetuneConfig, cfg: FlowConfig | None = None,
+                 device: str | torch.device = "cpu", name: str = "flow-cnn"):
+        self.classes = list(classes)
+        self.recipe = recipe
+        self.cfg = cfg or FlowConfig()
+        self.device = torch.device(device)
+        self.name = name
+        self.features: torch.Tensor | None = None
+
+    def describe(self) -> dict:
+        return {"model_type": self.model_type, "name": self.name, "model": to_dict(self.cfg),
+                "pretrained_init": False, "finetune": recipe_dict(self.recipe), "flow": "opencv farneback"}
+
+    def prepare(self, data: PairData, seed: int = 0) -> None:
+        self.cfg.input_size = data.size
+        feats = [flow_features(o, a, self.cfg.flow_size)
+                 for o, a in progress(zip(data.onset, data.apex), total=len(data), desc="optical flow", leave=False)]
+        self.features = torch.as_tensor(np.stack(feats)) if feats else torch.zeros(0, 3, self.cfg.flow_size,
+                                                                                   self.cfg.flow_size)
+
+    def build(self) -> nn.Module:
+        return FlowCNN(self.cfg, len(self.classes)).to(self.device)
+
+    def batch_logits(self, model) -> BatchLogits:
+        def fn(idx: np.ndarray, train: bool, gen):
+            x = self.features[torch.as_tensor(idx)].to(self.device)
+            if train and self.recipe.augment and self.recipe.hflip:
+                flip = (torch.rand(len(idx), generator=gen) < 0.5).to(self.device)
+                x = torch.where(flip.view(-1, 1, 1, 1), hflip_flow(x), x)
+            return model(x)
+        return fn
+
+    def fit(self, train_idx, labels, seed: int, val_idx=None, desc: str = "train"):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = self.build()
+        groups = classifier_param_groups(model, self.recipe.weight_decay, 1.0, 0)
+        val = _val_scorer(self, model, val_idx, labels) if val_idx is not None and len(val_idx) else None
+        info = train_loop(model, self.batch_logits(model), train_idx, labels, len(self.classes), self.recipe,
+                          groups, gen, self.device, desc, val)
+        return model, info
+
+    def predict(self, model, idx) -> np.ndarray:
+        return predict_proba(model, self.batch_logits(model), np.asarray(idx), self.recipe.eval_batch_size)
+
+    def save(self, model, out_dir, protocol: str, aligned: bool = True, **extra) -> Path:
+        return save_classifier(out_dir, model, self.classes, protocol, self.recipe, aligned=aligned, **extra)
