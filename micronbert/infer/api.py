@@ -20,9 +20,13 @@ from micronbert.errors import MicronbertError
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(MicronBertClassifier in eval mode, ModelConfig, class names, the whole config.json) of a model folder."""
-    from micronbert.model.checkpoint import load_model_dir
+    from micronbert.model.checkpoint import load_model_dir, read_config, resolve_weights
     from micronbert.model.heads import MicronBertClassifier
 
+    model_type = read_config(resolve_weights(path)[1]).get("model_type", "micronbert")
+    if model_type != "micronbert":  # e.g. the flow-CNN baseline that `micronbert finetune` can also write
+        raise MicronbertError(f"{path}: a {model_type!r} classifier; this needs a μ-BERT classifier "
+                              "(model_type 'micronbert')")
     state, cfg, data = load_model_dir(path)  # safetensors + JSON: nothing is unpickled
     head = state.get("head.fc.weight")
     if head is None or not any(k.startswith("backbone.") for k in state):

@@ -76,3 +76,26 @@ def test_from_pretrained_never_unpickles(classifier_dir, tmp_path):
     assert not marker.exists()
     with pytest.raises(MicronbertError, match="not found"):
         MicronBert.from_pretrained(tmp_path / "nowhere")
+
+
+def test_reads_the_folder_finetune_writes(tmp_path):
+    """The contract with micronbert.train.finetune.save_classifier (skipped until it exists)."""
+    finetune = pytest.importorskip("micronbert.train.finetune")
+    import json
+
+    from micronbert.config import preset
+    from micronbert.infer.api import MicronBert
+    from micronbert.model.heads import MicronBertClassifier
+
+    cfg = preset("test")
+    model = MicronBertClassifier(cfg, 2)
+    finetune.save_classifier(tmp_path / "ft", model, ["neg", "pos"], "custom", {"dropout": 0.2})
+    mb = MicronBert.from_pretrained(tmp_path / "ft")
+    assert mb.classes == ["neg", "pos"] and mb.size == 32
+    face = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    assert mb.predict_pair(face, face)["dma_map"].shape == (4, 4)
+    data = json.loads((tmp_path / "ft" / "config.json").read_text())
+    data["model_type"] = "flow-cnn"
+    (tmp_path / "ft" / "config.json").write_text(json.dumps(data))
+    with pytest.raises(MicronbertError, match="flow-cnn"):
+        MicronBert.from_pretrained(tmp_path / "ft")
