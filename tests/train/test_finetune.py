@@ -1,0 +1,141 @@
+"""The fine-tuning recipe: paired augmentation, class weights, layer decay, determinism, classifier folders."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from micronbert.config import preset
+from micronbert.errors import MicronbertError
+from micronbert.model.heads import MicronBertClassifier
+from micronbert.train.finetune import (FinetuneConfig, MicronBertMethod, PairData, build_method, class_weights,
+                                       classifier_param_groups, default_recipe, load_classifier, paired_augment,
+                                       predict_pairs, save_classifier)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def pair_data(table, pairs):
+    return PairData(np.stack([pairs[s][0] for s in table["sample_id"]]),
+                    np.stack([pairs[s][1] for s in table["sample_id"]]))
+
+
+def test_paired_augmentation_moves_both_frames_together():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 32, 32).repeat(4, 1, 1, 1)
+    a, b = paired_augment(x, x.clone(), FinetuneConfig(), g)
+    assert torch.equal(a, b)                      # identical frames stay identical: no fake motion
+    assert not torch.allclose(a, x)               # and something did change
+    assert not torch.allclose(a[0], a[1])         # each sample draws its own transform
+    y = x.clone()
+    y[:, :, 10:14, 10:14] += 0.3                  # a local change between the frames survives augmentation
+    a2, b2 = paired_augment(x, y.clamp(0, 1), FinetuneConfig(), torch.Generator().manual_seed(0))
+    assert (b2 - a2).abs().sum() > 0
+
+
+def test_class_weights_balance_the_training_fold():
+    w = class_weights(np.array([0, 0, 0, 1]), 3)
+    # N / (C_present * n_c) = 4/(2*3), 4/(2*1); a class absent from training gets 0
+    assert w.tolist() == pytest.approx([4 / 6, 2.0, 0.0])
+    assert class_weights(np.array([0, 1]), 2, "none").tolist() == [1.0, 1.0]
+    with pytest.raises(MicronbertError):
+        FinetuneConfig(class_weights="sqrt")
+
+
+def test_layer_wise_lr_decay_scales_deeper_layers_more_lightly():
+    cfg = preset("test", depth=2)
+    model = MicronBertClassifier(cfg, 3)
+    groups = classifier_param_groups(model, 0.05, layer_decay=0.5, depth=2)
+    scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert scale_of[id(named["head.fc.weight"])] == 1.0
+    assert scale_of[id(named["backbone.dma.to_q.weight"])] == 1.0
+    assert scale_of[id(named["backbone.encoder.blocks.1.attn.qkv.weight"])] == 0.5
+    assert scale_of[id(named["backbone.encoder.blocks.0.attn.qkv.weight"])] == 0.25
+    assert scale_of[id(named["backbone.encoder.patch_embed.proj.weight"])] == 0.125
+    nodecay = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert id(named["head.fc.bias"]) in nodecay and id(named["head.fc.weight"]) not in nodecay
+    assert len({id(p) for g in groups for p in g["params"]}) == sum(1 for p in model.parameters())
+
+
+def test_micronbert_learns_its_training_set_and_is_deterministic(synthetic, classes3):
+    table, pairs, _ = synthetic(size=32, n_subjects=3, per_class=4)
+    data, labels = pair_data(table, pairs), table["label"].to_numpy()
+    recipe = FinetuneConfig(epochs=25, batch_size=8, lr=1e-3, augment=False, dropout=0.0)
+    runs = []
+    for _ in range(2):
+        m = MicronBertMethod(preset("test"), classes3, recipe)
+        m.prepare(data)
+        model, info = m.fit(np.arange(len(table)), labels, seed=7)
+        runs.append((m.predict(model, np.arange(len(table))), info))
+    probs, info = runs[0]
+    assert info["history"][-1]["loss"] < 0.5 * info["history"][0]["loss"]
+    assert (probs.argmax(1) == labels).mean() > 0.9   # it can fit the motion (generalising needs pretraining)
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+
+
+def test_frozen_encoder_caches_tokens_and_trains_only_the_rest(synthetic, classes3):
+    table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=2)
+    data, labels = pair_data(table, pairs), table["label"].to_numpy()
+    init = MicronBertClassifier(preset("test"), 3).backbone.state_dict()
+    m = MicronBertMethod(preset("test"), classes3, default_recipe("micronbert", True, epochs=2), init_state=init)
+    m.prepare(data)
+    assert m.tokens[0].shape == (len(table), 1 + 16, 32)
+    model, _ = m.fit(np.arange(len(table)), labels, seed=0)
+    enc = model.backbone.encoder
+    assert not any(p.requires_grad for p in enc.parameters())
+    assert all(torch.equal(v, init[f"encoder.{k}"]) for k, v in enc.state_dict().items() if f"encoder.{k}" in init)
+    # cached-token predictions equal a full forward pass through the frozen encoder
+    cached = m.predict(model, np.arange(len(table)))
+    direct = predict_pairs(model, data.onset, data.apex)
+    np.testing.assert_allclose(cached, direct, atol=1e-5)
+
+
+def test_classifier_folder_round_trip(tmp_path, synthetic, classes3):
+    table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=1)
+    data = pair_data(table, pairs)
+    for name in ("micronbert", "flow-cnn", "no-dma"):
+        method = build_method(name, classes3, default_recipe(name, epochs=1), preset_name="test", size=32)
+        method.prepare(data)
+        model, _ = method.fit(np.arange(len(table)), table["label"].to_numpy(), seed=0)
+        out = method.save(model, tmp_path / name, "synth")
+        cfg = json.loads((out / "config.json").read_text())
+        assert cfg["model_type"] == ("flow-cnn" if name == "flow-cnn" else "micronbert")
+        assert cfg["classes"] == classes3 and cfg["protocol"] == "synth" and cfg["input"] == {"size": 32,
+                                                                                             "aligned": True}
+        assert "epochs" in cfg["finetune"] and (out / "model.safetensors").is_file()
+        loaded, classes, _ = load_classifier(out)
+        assert classes == classes3
+        np.testing.assert_allclose(predict_pairs(loaded, data.onset, data.apex),
+                                   method.predict(model, np.arange(len(table))), atol=1e-5)
+    assert json.loads((tmp_path / "no-dma" / "config.json").read_text())["model"]["use_dma"] is False
+
+
+def test_predict_engineers_loader_reads_our_folder(tmp_path, classes3):
+    api = pytest.importorskip("micronbert.infer.api")
+    model = MicronBertClassifier(preset("test"), 3)
+    save_classifier(tmp_path / "m", model, classes3, "synth", FinetuneConfig())
+    loaded = api.load_classifier(tmp_path / "m")
+    assert loaded[2] == classes3  # (model, ModelConfig, classes, config)
+
+
+def test_no_pretrain_ignores_init_weights_but_keeps_its_architecture(tmp_path, classes3):
+    from micronbert.model.checkpoint import save_model
+    from micronbert.model.mubert import MicronBertModel
+
+    cfg = preset("test", depth=2)
+    pre = MicronBertModel(cfg, with_decoder=True, with_agreement=True)
+    save_model(tmp_path / "pre", pre.state_dict(), cfg)
+    rec = default_recipe("micronbert", epochs=1)
+    with_init = build_method("micronbert", classes3, rec, init=str(tmp_path / "pre"))
+    scratch = build_method("no-pretrain", classes3, rec, init=str(tmp_path / "pre"))
+    assert with_init.init_state is not None and scratch.init_state is None
+    assert scratch.cfg.depth == 2
+    torch.manual_seed(0)
+    built = with_init.build()
+    assert torch.equal(built.backbone.encoder.blocks[1].mlp.fc1.weight, pre.encoder.blocks[1].mlp.fc1.weight)
+    assert build_method("no-poi", classes3, rec, init=str(tmp_path / "pre")).cfg.use_poi is False
+    with pytest.raises(MicronbertError):
+        build_method("resnet", classes3, rec)
