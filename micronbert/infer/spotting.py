@@ -126,7 +126,8 @@ def propose_intervals(sig: np.ndarray, window: int, min_score: float = 3.0, max_
             break
         if c.score < min_score and not (always_one and not kept):
             continue
-        if all(_iou(c, k) < iou and abs(c.apex - k.apex) > window // 4 for k in kept):
+        # within half a window of a kept apex is its echo (the apex frame served as reference t±k there)
+        if all(_iou(c, k) < iou and abs(c.apex - k.apex) > window // 2 + 1 for k in kept):
             kept.append(c)
     return kept
 

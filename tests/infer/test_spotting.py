@@ -59,6 +59,19 @@ def test_apex_found_on_synthetic_clips(photos):
     assert hit >= 0.8, f"apex within ±2 frames for {hit:.0%} of clips: errors {errors}"
 
 
+def test_strong_movement_gives_one_interval_not_its_echoes(photos):
+    # frames apex±k use the apex frame as their reference, so the signal echoes there at about half height
+    clip = synthetic_clip(photos[2], 45, 22, np.random.default_rng(5), amp=6.0, noise=1.0)
+    intervals, sig = spot_intervals(clip, fps=30)
+    assert abs(intervals[0].apex - 22) <= 1
+    assert all(abs(iv.apex - 22) > 8 for iv in intervals[1:]), intervals
+    # the same shape by hand: a narrow peak with half-height echoes k = 7 frames either side
+    t = np.arange(100, dtype=float)
+    bump = lambda c, h: h * np.exp(-((t - c) / 1.5) ** 2)  # noqa: E731
+    sig = 0.01 * np.sin(t) + bump(50, 1.0) + bump(43, 0.5) + bump(57, 0.5)
+    assert [iv.apex for iv in propose_intervals(sig, window=15, min_score=3.0)] == [50]
+
+
 def test_static_clip_scores_lower_than_a_movement(photos):
     rng = np.random.default_rng(1)
     still = synthetic_clip(photos[0], 45, 20, rng, amp=0.0)  # drift and noise only
