@@ -49,7 +49,9 @@ def confusion_png(path, metrics: dict, classes: Sequence[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("all", metrics)] + list(metrics["per_dataset"].items())
+    panels = [("all", metrics)]
+    if len(metrics["per_dataset"]) > 1:  # one dataset: its panel would repeat the first
+        panels += list(metrics["per_dataset"].items())
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 0.5, 3.6), squeeze=False)
     for ax, (name, m) in zip(axes[0], panels):
         cm = np.asarray(m["confusion"])
