@@ -164,13 +164,13 @@ def load_pairs(table: pd.DataFrame, source: PairSource, report: ValidationReport
         try:
             onset, apex = source(row)
         except (MicronbertError, KeyError, FileNotFoundError, OSError, ValueError) as exc:
-            report.add(_where(row), None, f"{row['dataset']}/{row['sample_id']}", f"no (onset, apex) pair: {exc}")
+            report.add(*_where(row), f"{row['dataset']}/{row['sample_id']}", f"no (onset, apex) pair: {exc}")
             continue
         onset, apex = np.asarray(onset, np.uint8), np.asarray(apex, np.uint8)
         if shape is None:
             shape = onset.shape
         if onset.shape != shape or apex.shape != shape or onset.ndim != 3 or onset.shape[-1] != 3:
-            report.add(_where(row), None, f"{row['dataset']}/{row['sample_id']}",
+            report.add(*_where(row), f"{row['dataset']}/{row['sample_id']}",
                        f"frames of shape {onset.shape}/{apex.shape}, expected {shape} RGB")
             continue
         keep.append(i)
@@ -182,8 +182,11 @@ def load_pairs(table: pd.DataFrame, source: PairSource, report: ValidationReport
     return kept, PairData(np.stack(onsets), np.stack(apexes))
 
 
-def _where(row) -> str:
-    return str(row.get("source", "") or row.get("frames_dir", "") or row.get("dataset", ""))
+def _where(row) -> tuple[str, int | None]:
+    """(file, row) of a sample's annotation: the sample table's "file:row" source, split."""
+    text = str(row.get("source", "") or row.get("frames_dir", "") or row.get("dataset", ""))
+    head, sep, tail = text.rpartition(":")
+    return (head, int(tail)) if sep and tail.isdigit() else (text, None)
 
 
 # -- the fold loop ------------------------------------------------------------------------------------

@@ -186,6 +186,7 @@ def test_missing_samples_are_excluded_with_a_reason(tmp_path, synthetic, classes
     assert r["excluded"] == 1 and r["metrics"]["n_samples"] == len(table) - 1
     ex = pd.read_csv(tmp_path / "r" / "excluded.csv")
     assert gone in ex["sample_id"].iloc[0] and "face cache" in ex["reason"].iloc[0]
+    assert ex["file"].iloc[0] == "synthetic" and ex["row"].iloc[0] == 3  # where the sample was annotated
     assert r["metrics"]["samples_sha256"] == samples_sha256(table[table["sample_id"] != gone])
     with pytest.raises(MicronbertError, match="none of the samples"):
         evaluate(table, lambda row: (_ for _ in ()).throw(KeyError("x")), flow(classes3, epochs=1),
