@@ -194,3 +194,13 @@ def test_missing_samples_are_excluded_with_a_reason(tmp_path, synthetic, classes
     with pytest.raises(MicronbertError, match="no samples"):
         evaluate(table.iloc[:0], source, flow(classes3, epochs=1), tmp_path / "r3", classes=classes3,
                  protocol="synth")
+
+
+def test_validation_subjects_choose_the_epoch_without_the_test_subject(tmp_path, synthetic, classes3):
+    table, pairs, source = synthetic(size=32, n_subjects=4, per_class=1)
+    r = evaluate(table, source, flow(classes3, epochs=4, val_subjects=1), tmp_path / "r", classes=classes3,
+                 protocol="synth", val_subjects=1)
+    folds = pd.read_csv(tmp_path / "r" / "folds.csv")
+    assert (folds["n_val"] == 3).all() and (folds["n_train"] == 6).all()   # 3 training subjects: 2 + 1 held out
+    assert folds["epochs_used"].between(1, 4).all()
+    assert r["metrics"]["config"]["val_subjects"] == 1
