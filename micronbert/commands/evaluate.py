@@ -103,6 +103,14 @@ def pair_source(cache: str | None, size: int):
     return from_frames
 
 
+def warn_untrained(args):
+    import sys
+
+    if args.model in ("micronbert", "no-dma", "no-poi") and not args.init:
+        print(f"warning: --model {args.model} without --init starts from random weights (what no-pretrain "
+              f"measures); pass a pretrained folder for the paper's setting", file=sys.stderr)
+
+
 def setup_threads(args):
     import torch
 
@@ -119,6 +127,7 @@ def run(args):
     from micronbert.train.metrics import fmt
 
     setup_threads(args)
+    warn_untrained(args)
     report = ValidationReport()
     table, protocol = load_eval_table(args, report)
     recipe = recipe_from_args(args)

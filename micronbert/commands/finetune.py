@@ -17,13 +17,15 @@ def run(args):
 
     import numpy as np
 
-    from micronbert.commands.evaluate import load_eval_table, pair_source, recipe_from_args, setup_threads
+    from micronbert.commands.evaluate import (load_eval_table, pair_source, recipe_from_args, setup_threads,
+                                             warn_untrained)
     from micronbert.data.report import ValidationReport
     from micronbert.errors import MicronbertError
     from micronbert.train.finetune import build_method, resolve_device
     from micronbert.train.loso import load_pairs, samples_sha256, split_validation
 
     setup_threads(args)
+    warn_untrained(args)
     report = ValidationReport()
     table, protocol = load_eval_table(args, report)
     recipe = recipe_from_args(args)

@@ -97,3 +97,21 @@ def test_a_protocol_that_keeps_nothing_is_an_error(workspace, tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert "keeps 0" in err and "casme2" in err
+
+
+def test_raw_frames_without_a_cache(tmp_path, capsys):
+    from micronbert.data import fake
+    from micronbert.data.readers import index_dataset
+    from micronbert.data.samples import write_samples
+
+    ds = fake.fake_casme2(tmp_path / "casme2", dirty=False)
+    df, _ = index_dataset("casme2", ds.root)
+    write_samples(df, tmp_path / "s.csv")
+    rc = main(["evaluate", "--samples", str(tmp_path / "s.csv"), "--protocol", "casme2-5", "--model", "flow-cnn",
+               "--epochs", "1", "--size", "32", "--out", str(tmp_path / "r")])
+    assert rc == 0
+    assert "not aligned" in capsys.readouterr().err
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["n_samples"] == len(df) and m["config"]["aligned"] is False
+    # casme2-5 has 5 classes; this tiny set lacks some, and says so
+    assert m["absent_classes"] and "no samples in the pool" in (tmp_path / "r" / "summary.md").read_text()
