@@ -6,7 +6,8 @@ HELP = "pretrain μ-BERT on frame pairs from videos or frame folders (no labels)
 
 def configure(p):
     p.add_argument("--frames", nargs="+", metavar="PATH",
-                   help="videos, frame folders, or folders of those (default: the built-in real face videos)")
+                   help="videos, frame folders, or folders of those (default: the built-in real face videos); "
+                        "or shard folders written by `micronbert shard` (streamed)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, log.csv, model.safetensors)")
     p.add_argument("--preset", default="tiny", help="model preset: small (official), tiny, test")
     p.add_argument("--steps", type=int, default=1000)
@@ -20,6 +21,10 @@ def configure(p):
     p.add_argument("--fps", type=float, default=30.0, help="frame rate assumed for frame folders")
     p.add_argument("--poi", choices=["mse", "dino"], default="mse", help="PoI agreement variant")
     p.add_argument("--agreement-weight", type=float, default=1.0, help="λ in L_rec + λ·L_agg")
+    p.add_argument("--identity-weight", type=float, default=0.1,
+                   help="weight of −log a_i on swapped patches (0 = the paper's losses only)")
+    p.add_argument("--dma-temperature", type=float, default=0.1,
+                   help="cosine-logit temperature of DMA (0 = the paper's scaled dot product)")
     p.add_argument("--no-dma", action="store_true", help="ablation: plain cross-attention instead of DMA")
     p.add_argument("--no-poi", action="store_true", help="ablation: no PoI gating, no agreement loss")
     p.add_argument("--no-swap", action="store_true", help="ablation: no blockwise swapping")
@@ -29,6 +34,8 @@ def configure(p):
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the local GPU if any)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="bf16 autocast on CPU (faster only on CPUs with AVX512-BF16/AMX; CUDA uses bf16 anyway)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--init", default=None, help="start from these weights (a model folder)")
 
@@ -36,11 +43,13 @@ def configure(p):
 def pretrain_configs(args):
     from micronbert.config import PretrainConfig, preset
 
-    model_cfg = preset(args.preset, use_dma=not args.no_dma, use_poi=not args.no_poi, poi_variant=args.poi)
+    model_cfg = preset(args.preset, use_dma=not args.no_dma, use_poi=not args.no_poi, poi_variant=args.poi,
+                       dma_cosine_temperature=args.dma_temperature)
     pcfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, accum_steps=args.accum_steps, lr=args.lr,
                           warmup_steps=args.warmup_steps, swap_ratio=args.swap_ratio, use_swap=not args.no_swap,
                           delta_min_s=args.delta[0], delta_max_s=args.delta[1], fps=args.fps,
-                          agreement_weight=args.agreement_weight, seed=args.seed, log_every=args.log_every,
+                          agreement_weight=args.agreement_weight,
+                          identity_weight=args.identity_weight, seed=args.seed, log_every=args.log_every,
                           ckpt_every=args.ckpt_every, num_workers=args.workers, compile=args.compile)
     return model_cfg, pcfg
 
@@ -52,7 +61,7 @@ def run(args):
     frames = args.frames or [str(p) for p in face_videos()]
     model_cfg, pcfg = pretrain_configs(args)
     summary = pretrain(frames, args.out, model_cfg, pcfg, resume=args.resume, init=args.init, device=args.device,
-                       fps=args.fps)
+                       fps=args.fps, cpu_bf16=args.cpu_bf16)
     if summary["finished"]:
         print(f"pretrained {summary['steps_run']} steps on {summary['pairs']} anchor frames; "
               f"last log: {summary['last_log']}; model: {args.out}/model.safetensors")

@@ -6,7 +6,9 @@ matches the same place in the other. F_DMA[i] = W_o(a_i · V[i]). A low a_i mark
 
 a_i = exp(s_ii − logsumexp_j s_ij) needs only each row's log-sum-exp, so `diagonal_attention`
 computes it in chunks of query rows and recomputes them in the backward pass: peak extra memory
-O(chunk · N) instead of the O(N²) attention matrix. `diagonal_attention_naive` is the reference.
+O(chunk · N) instead of the O(N²) attention matrix (on CPU in float32/64 the same maths runs through
+PyTorch's fused attention kernel, see `_DiagonalAttentionFlashCPU`). `diagonal_attention_naive` is
+the reference.
 """
 from __future__ import annotations
 
@@ -21,45 +23,110 @@ def diagonal_attention_naive(q: torch.Tensor, k: torch.Tensor, scale: float) -> 
     return attn.diagonal(dim1=-2, dim2=-1)
 
 
+def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
+    # Even chunks (784 rows at chunk 256 -> 4 × 196, not 3 × 256 + 16): same peak, no ragged tail call.
+    count = -(-n // chunk)
+    size = -(-n // count)
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
 class _DiagonalAttention(torch.autograd.Function):
+    """Works on (B·H, N, d) views in row chunks of (B·H, c, N): few, large batched products (small
+    per-tile ops lose to thread start-up on a few cores), elementwise work done in place on the one
+    score buffer, and no float copies of q and k for float32/64 inputs. Low-precision inputs multiply
+    in their dtype (tensor cores) and sum in fp32."""
+
     @staticmethod
     def forward(ctx, q, k, scale, chunk):
-        n = q.shape[-2]
+        shape = q.shape
+        q3, k3 = q.reshape(-1, shape[-2], shape[-1]), k.reshape(-1, shape[-2], shape[-1])
         acc = torch.promote_types(q.dtype, torch.float32)  # bf16/fp16 inputs accumulate in fp32
-        lse = q.new_empty(q.shape[:-1], dtype=acc)
-        for s in range(0, n, chunk):
-            scores = (q[..., s:s + chunk, :] @ k.transpose(-2, -1)).to(acc) * scale
-            lse[..., s:s + chunk] = torch.logsumexp(scores, dim=-1)
-        self_scores = (q.to(acc) * k.to(acc)).sum(-1) * scale
-        diag = torch.exp(self_scores - lse)
+        kt = k3.transpose(1, 2)
+        lse = q3.new_empty(q3.shape[:-1], dtype=acc)
+        self_scores = q3.new_empty(q3.shape[:-1], dtype=acc)
+        for s, e in _chunks(shape[-2], chunk):
+            scores = torch.bmm(q3[:, s:e], kt).to(acc).mul_(scale)  # (BH, c, N)
+            lse[:, s:e] = torch.logsumexp(scores, dim=-1)
+            # s_ii lies in this chunk's columns s..e: take it from the same product the naive version uses
+            self_scores[:, s:e] = scores[:, :, s:e].diagonal(dim1=-2, dim2=-1)
+            del scores
+        diag = torch.exp(self_scores.sub_(lse))
         ctx.save_for_backward(q, k, lse, diag)
         ctx.scale, ctx.chunk = scale, chunk
-        return diag.to(q.dtype)
+        return diag.view(shape[:-1]).to(q.dtype)
 
     @staticmethod
     def backward(ctx, grad_diag):
         # d a_i / d s_ij = a_i (δ_ij − p_ij); with w_i = g_i a_i:
-        #   dq_i = scale (w_i k_i − w_i Σ_j p_ij k_j),   dk_j = scale (w_j q_j − Σ_i w_i p_ij q_i)
+        #   dq_i = scale (w_i k_i − Σ_j w_i p_ij k_j),   dk_j = scale (w_j q_j − Σ_i w_i p_ij q_i)
         q, k, lse, diag = ctx.saved_tensors
         scale, chunk = ctx.scale, ctx.chunk
+        shape = q.shape
+        q3, k3 = q.reshape(-1, shape[-2], shape[-1]), k.reshape(-1, shape[-2], shape[-1])
         acc = diag.dtype
-        w = grad_diag.to(acc) * diag  # (…, N)
-        qf, kf = q.to(acc), k.to(acc)
-        dq = torch.empty_like(qf)
-        dk = w.unsqueeze(-1) * qf
-        for s in range(0, q.shape[-2], chunk):
-            e = min(s + chunk, q.shape[-2])
-            p = torch.exp((qf[..., s:e, :] @ kf.transpose(-2, -1)) * scale - lse[..., s:e, None])  # (…, c, N)
-            wp = w[..., s:e, None] * p
-            dq[..., s:e, :] = w[..., s:e, None] * kf[..., s:e, :] - wp @ kf
-            dk = dk - wp.transpose(-2, -1) @ qf[..., s:e, :]
-        return (dq * scale).to(q.dtype), (dk * scale).to(k.dtype), None, None
+        w = (grad_diag.reshape(diag.shape).to(acc) * diag).unsqueeze(-1)  # (BH, N, 1)
+        same = q.dtype == acc
+        dq = torch.mul(k3, w) if same else k3.to(acc) * w
+        dk = torch.mul(q3, w) if same else q3.to(acc) * w
+        kt = k3.transpose(1, 2)
+        for s, e in _chunks(shape[-2], chunk):
+            qc = q3[:, s:e]
+            # wp = w ⊙ exp(scale·q kᵀ − lse) in one (BH, c, N) buffer, updated in place
+            wp = torch.bmm(qc, kt).to(acc).mul_(scale).sub_(lse[:, s:e, None]).exp_().mul_(w[:, s:e])
+            if not same:
+                wp = wp.to(q.dtype)
+            dq[:, s:e] -= torch.bmm(wp, k3).to(acc)
+            dk -= torch.bmm(wp.transpose(1, 2), qc).to(acc)
+            del wp
+        dq.mul_(scale)
+        dk.mul_(scale)
+        return dq.view(shape).to(q.dtype), dk.view(shape).to(k.dtype), None, None
+
+
+_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+class _DiagonalAttentionFlashCPU(torch.autograd.Function):
+    """float32/64 on CPU: the same maths through PyTorch's fused, tiled CPU attention kernel, which
+    returns each row's log-sum-exp. Two kernel calls in all instead of dozens of chunk-sized ops:
+        forward   (P K, lse) = attention(q, k, v=k)          P = softmax(scale·q kᵀ), never stored
+        backward  Pᵀ(w⊙q) = attention(k, q, v=w⊙q, bias −lse over keys) · exp(its own lse)
+    (the transposed call normalises column j of P by Z_j = Σ_i p_ij; multiplying by exp(log Z_j)
+    undoes that). Memory O(N): the kernel works in query/key blocks; P K is (N, d) like q."""
+
+    @staticmethod
+    def forward(ctx, q, k, scale):
+        pk, lse = _FLASH_CPU(q, k, k, scale=scale)
+        self_scores = (q * k).sum(-1).mul_(scale)
+        diag = torch.exp(self_scores.sub_(lse))
+        ctx.save_for_backward(q, k, lse, diag, pk)
+        ctx.scale = scale
+        return diag
+
+    @staticmethod
+    def backward(ctx, grad_diag):
+        # dq_i = scale·w_i (k_i − (P k)_i),   dk_j = scale (w_j q_j − (Pᵀ (w⊙q))_j),   w = g ⊙ a
+        q, k, lse, diag, pk = ctx.saved_tensors
+        scale = ctx.scale
+        w = (grad_diag * diag).unsqueeze(-1)
+        wq = q * w
+        col, log_z = _FLASH_CPU(k, q, wq, attn_mask=lse.neg().unsqueeze(-2), scale=scale)
+        dq = torch.sub(k, pk).mul_(w).mul_(scale)
+        dk = wq.sub_(col.mul_(log_z.exp().unsqueeze(-1))).mul_(scale)
+        return dq, dk, None
 
 
 def diagonal_attention(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int = 256) -> torch.Tensor:
-    """diag(softmax(q kᵀ · scale)) without materialising the N×N matrix. q, k: (…, N, d)."""
+    """diag(softmax(q kᵀ · scale)) without materialising the N×N matrix. q, k: (…, N, d).
+
+    chunk <= 0: the naive reference. float32/64 on CPU: the fused kernel path (chunk unused; the
+    kernel picks its own blocks). Otherwise (CUDA, bf16/fp16): `chunk` query rows at a time.
+    """
     if chunk <= 0:
         return diagonal_attention_naive(q, k, scale)
+    if (_FLASH_CPU is not None and q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64)
+            and k.dtype == q.dtype and q.dim() == 4 and q.is_contiguous() and k.is_contiguous()):
+        return _DiagonalAttentionFlashCPU.apply(q, k, scale)
     return _DiagonalAttention.apply(q, k, scale, chunk)
 
 
@@ -70,10 +137,12 @@ class DiagonalMicroAttention(nn.Module):
     and the release's `diag_att=False`); the map it returns is then still the diagonal, for display.
     """
 
-    def __init__(self, dim: int, heads: int = 1, diagonal: bool = True, chunk: int = 256, tie_qk: bool = False):
+    def __init__(self, dim: int, heads: int = 1, diagonal: bool = True, chunk: int = 256, tie_qk: bool = False,
+                 cosine_temperature: float = 0.0):
         super().__init__()
         self.heads = heads
         self.tie_qk = tie_qk
+        self.cosine_temperature = cosine_temperature
         self.diagonal = diagonal
         self.chunk = chunk
         self.to_q = nn.Linear(dim, dim)
@@ -95,11 +164,15 @@ class DiagonalMicroAttention(nn.Module):
         to_k = self.to_q if self.tie_qk else self.to_k
         q, k, v = self._split(self.to_q(x_query)), self._split(to_k(x_key)), self._split(self.to_v(x_value))
         scale = q.shape[-1] ** -0.5
+        if self.cosine_temperature > 0:
+            # Cosine logits: an unchanged token matches itself with the largest possible score.
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+            scale = 1.0 / self.cosine_temperature
         if self.diagonal:
             diag = diagonal_attention(q, k, scale, self.chunk)  # (B, H, N)
             out = diag.unsqueeze(-1) * v
         else:
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, scale=scale)
             with torch.no_grad():
                 diag = diagonal_attention(q, k, scale, self.chunk)
         b, h, n, dh = out.shape

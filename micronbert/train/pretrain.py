@@ -3,6 +3,9 @@
 Single process, or `torchrun --nproc_per_node N micronbert pretrain ...` (DDP, gloo on CPU, nccl on
 GPU). `batch_size` is the global batch per optimizer step, split over ranks and accumulation steps, so
 the schedule (and a resume with a different number of ranks) does not depend on the hardware.
+`--frames` takes videos/frame folders (exact, world-size independent PairSchedule) or shard folders
+from `micronbert shard` (streamed, see micronbert/data/shards.py). Swap masks and crops are drawn per
+global micro-batch, so 1 rank × accumulation 2 and 2 ranks × accumulation 1 train identically.
 
 Out folder:
     config.json, model.safetensors      the final model (what `--init`/`--weights` take)
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import shutil
@@ -27,6 +31,7 @@ from torch import nn
 
 from micronbert.config import ModelConfig, PretrainConfig, from_dict, save_json, to_dict
 from micronbert.data.pairs import FrameStore, PairBatches, PairSchedule, discover_sources
+from micronbert.data.shards import ShardPairStream, is_shard_dir
 from micronbert.errors import MicronbertError
 from micronbert.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_model_dir, load_weights, save_weights
 from micronbert.model.mubert import MicronBertModel, normalise_images
@@ -35,7 +40,7 @@ from micronbert.train.schedule import param_groups, warmup_cosine
 from micronbert.utils.io import atomic_write_json, atomic_write_text
 from micronbert.utils.progress import progress
 
-LOG_FIELDS = ["step", "epoch", "lr", "loss", "loss_rec", "loss_rec_swapped", "loss_agg", "pairs_per_s", "elapsed_s"]
+LOG_FIELDS = ["step", "epoch", "lr", "loss", "loss_rec", "loss_rec_swapped", "loss_agg", "loss_identity", "pairs_per_s", "elapsed_s"]
 
 
 class PretrainStep(nn.Module):
@@ -50,10 +55,69 @@ class PretrainStep(nn.Module):
 
 
 def _step_generator(seed: int, step: int, rank: int, micro: int, device: torch.device) -> torch.Generator:
-    # Swap masks and crops depend only on (seed, step, rank, micro-batch): resume reproduces them.
+    # Swap masks and crops depend only on (seed, step, micro-batch): resume reproduces them. Callers pass
+    # rank=0 and the GLOBAL micro-batch index (rank · accum_steps + m), which names the same samples
+    # whatever the world size, so 1 rank × 2 accumulation steps and 2 ranks × 1 draw the same masks.
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + step * 1009 + rank * 101 + micro) % (2**63))
     return g
+
+
+def build_optimizer(model: nn.Module, pcfg: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel over all parameters where this torch supports it (CUDA, and CPU from
+    torch 2.4), else the multi-tensor (foreach) version: never the per-parameter Python loop."""
+    groups = param_groups(model, pcfg.weight_decay)
+    kw = dict(lr=pcfg.lr, betas=tuple(pcfg.betas))
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(param_groups(model, pcfg.weight_decay), foreach=True, **kw)
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix units (AVX512-BF16 or AMX): only then is CPU autocast faster than float32."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_for(device: torch.device, pcfg: PretrainConfig, cpu_bf16: bool = False):
+    if pcfg.bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cpu_bf16 and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(wrapped: nn.Module, model: MicronBertModel, optimizer, fa: torch.Tensor, fb: torch.Tensor,
+               pcfg: PretrainConfig, step: int, *, rank: int = 0, distributed: bool = False,
+               autocast=None) -> dict[str, torch.Tensor]:
+    """One optimizer step on this rank's share (fa, fb) of the global batch: accumulation over
+    pcfg.accum_steps micro-batches, clipping, AdamW, EMA teacher. Returns the detached loss terms
+    averaged over the micro-batches, still on the device: no host-device sync happens here."""
+    micro = fa.shape[0] // pcfg.accum_steps
+    totals: dict[str, torch.Tensor] = {}
+    for m in range(pcfg.accum_steps):
+        sl = slice(m * micro, (m + 1) * micro)
+        sync = (m == pcfg.accum_steps - 1) or not distributed
+        ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
+        gen = _step_generator(pcfg.seed, step, 0, rank * pcfg.accum_steps + m, fa.device)
+        with ctx, (autocast or contextlib.nullcontext()):
+            losses = wrapped(fa[sl], fb[sl], gen)
+        with ctx:
+            (losses["loss"] / pcfg.accum_steps).backward()
+        for k, v in losses.items():
+            totals[k] = totals.get(k, 0.0) + v.detach() / pcfg.accum_steps
+    if pcfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), pcfg.grad_clip, foreach=True)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if model.agreement is not None:
+        model.agreement.update_teacher(model.encoder, pcfg.ema_decay)
+    return totals
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
@@ -100,14 +164,25 @@ def _rewrite_log(path: Path, upto_step: int) -> None:
 
 def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, pcfg: PretrainConfig, *,
              resume: bool = False, init: str | None = None, device: str | None = None, fps: float | None = None,
-             stop_after: int | None = None, show_progress: bool = True) -> dict:
+             stop_after: int | None = None, show_progress: bool = True, cpu_bf16: bool = False) -> dict:
     """Run pretraining; returns a summary dict. `stop_after` ends the run early after that many steps
     (as if interrupted; used to test resume)."""
     info = D.setup(device)
     out = Path(out)
     torch.manual_seed(pcfg.seed)
-    sources = discover_sources(frames, fps or pcfg.fps)
-    schedule = PairSchedule(sources, pcfg.batch_size, (pcfg.delta_min_s, pcfg.delta_max_s), pcfg.seed, pcfg.hflip)
+    shard_dirs = [str(f) for f in frames if is_shard_dir(f)]
+    if shard_dirs and len(shard_dirs) != len(frames):
+        raise MicronbertError("--frames: give either shard folders (with manifest.json) or videos/frame folders, "
+                              "not both")
+    if shard_dirs:
+        sources, schedule = [], None
+        data_info = {"shards": shard_dirs}
+    else:
+        sources = discover_sources(frames, fps or pcfg.fps)
+        schedule = PairSchedule(sources, pcfg.batch_size, (pcfg.delta_min_s, pcfg.delta_max_s), pcfg.seed,
+                                pcfg.hflip)
+        data_info = {"sources": [str(s.path) for s in sources], "anchors": len(schedule),
+                     "frames": sum(s.n_frames for s in sources)}
     if pcfg.batch_size % (info.world * pcfg.accum_steps):
         raise MicronbertError(f"batch size {pcfg.batch_size} must be divisible by ranks × accumulation steps "
                               f"({info.world} × {pcfg.accum_steps})")
@@ -119,7 +194,7 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
             raise MicronbertError(f"--init {init}: its config differs from this run's model config")
         model.load_state_dict(state)
     step_module = PretrainStep(model, pcfg)
-    optimizer = torch.optim.AdamW(param_groups(model, pcfg.weight_decay), lr=pcfg.lr, betas=tuple(pcfg.betas))
+    optimizer = build_optimizer(model, pcfg, info.device)
 
     start = 0
     latest = _latest_checkpoint(out) if resume else None
@@ -140,8 +215,7 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_json(out / "run.json", model=model_cfg, pretrain=pcfg,
-                  data={"sources": [str(s.path) for s in sources], "anchors": len(schedule),
-                        "frames": sum(s.n_frames for s in sources)},
+                  data=data_info,
                   world_size=info.world)
         _rewrite_log(out / "log.csv", start)
 
@@ -153,13 +227,20 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
         wrapped = torch.compile(wrapped)
 
     last_step = pcfg.steps if stop_after is None else min(pcfg.steps, start + stop_after)
-    local_batches = PairBatches(schedule, FrameStore(sources, model_cfg.img_size), start, last_step,
-                                info.rank, info.world)
+    if shard_dirs:
+        trace = os.environ.get("MICRONBERT_TRACE_SHARDS")
+        local_batches = ShardPairStream(shard_dirs, pcfg.batch_size // info.world, model_cfg.img_size,
+                                        (pcfg.delta_min_s, pcfg.delta_max_s), pcfg.seed, pcfg.hflip, info.rank,
+                                        info.world, start_step=start, trace=trace)
+        n_pairs = local_batches.samples
+    else:
+        local_batches = PairBatches(schedule, FrameStore(sources, model_cfg.img_size), start, last_step,
+                                    info.rank, info.world)
+        n_pairs = len(schedule)
     loader = torch.utils.data.DataLoader(local_batches, batch_size=None, shuffle=False,
                                          num_workers=pcfg.num_workers, pin_memory=info.device.type == "cuda",
                                          persistent_workers=False)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (pcfg.bf16 and info.device.type == "cuda")
-                else contextlib.nullcontext())
+    autocast = autocast_for(info.device, pcfg, cpu_bf16)
     log_path = out / "log.csv"
     log_file = None
     if info.is_main:
@@ -175,31 +256,15 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
     logged: dict[str, float] = {}
     model.train()
     completed = start
-    for step_i, (fa, fb) in enumerate(loader):
+    for step_i, (fa, fb) in enumerate(itertools.islice(loader, last_step - start)):
         step = start + step_i
         lr = warmup_cosine(step, pcfg.steps, pcfg.lr, pcfg.warmup_steps, pcfg.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         fa = fa.to(info.device, non_blocking=True)
         fb = fb.to(info.device, non_blocking=True)
-        micro = fa.shape[0] // pcfg.accum_steps
-        totals: dict[str, torch.Tensor] = {}
-        for m in range(pcfg.accum_steps):
-            sl = slice(m * micro, (m + 1) * micro)
-            sync = (m == pcfg.accum_steps - 1) or not info.enabled
-            ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
-            with ctx, autocast:
-                losses = wrapped(fa[sl], fb[sl], _step_generator(pcfg.seed, step, info.rank, m, info.device))
-            with ctx:
-                (losses["loss"] / pcfg.accum_steps).backward()
-            for k, v in losses.items():
-                totals[k] = totals.get(k, 0.0) + v.detach() / pcfg.accum_steps
-        if pcfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), pcfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if model.agreement is not None:
-            model.agreement.update_teacher(model.encoder, pcfg.ema_decay)
+        totals = train_step(wrapped, model, optimizer, fa, fb, pcfg, step, rank=info.rank,
+                            distributed=info.enabled, autocast=autocast)
         done = completed = step + 1
         bar.update(1)
         if done % pcfg.log_every == 0 or done == last_step:
@@ -208,8 +273,8 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
             now = time.perf_counter()
             pairs_s = (done - last_log_step) * pcfg.batch_size / max(now - last_log_t, 1e-9)
             last_log_t, last_log_step = now, done
-            logged = {"step": done, "epoch": round(schedule.epoch_of(done), 4), "lr": lr,
-                      **{k: round(vals.get(k, float("nan")), 6) for k in ("loss", "loss_rec", "loss_rec_swapped", "loss_agg")},
+            logged = {"step": done, "epoch": round(done * pcfg.batch_size / n_pairs, 4), "lr": lr,
+                      **{k: round(vals.get(k, float("nan")), 6) for k in ("loss", "loss_rec", "loss_rec_swapped", "loss_agg", "loss_identity")},
                       "pairs_per_s": round(pairs_s, 2), "elapsed_s": round(now - t0, 2)}
             if info.is_main:
                 writer.writerow(logged)
@@ -231,4 +296,65 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
     D.barrier(info)
     D.cleanup(info)
     return {"out": str(out), "start_step": start, "steps_run": completed - start,
-            "finished": finished, "last_log": logged, "pairs": len(schedule)}
+            "finished": finished, "last_log": logged, "pairs": n_pairs}
+
+
+# -- FLOPs and model FLOP utilisation ----------------------------------------------------------------
+
+# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) by device-name substring, most specific first.
+# MICRONBERT_PEAK_TFLOPS overrides (e.g. for a device missing here or a clock-limited part).
+BF16_PEAK_FLOPS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12),
+                   ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12),
+                   ("L4", 121e12), ("A10G", 70e12), ("A10", 125e12), ("RTX 4090", 165e12),
+                   ("RTX 3090", 71e12), ("A6000", 155e12)]
+
+
+def device_peak_flops(device_name: str) -> float | None:
+    env = os.environ.get("MICRONBERT_PEAK_TFLOPS")
+    if env:
+        return float(env) * 1e12
+    for key, peak in BF16_PEAK_FLOPS:
+        if key.lower() in device_name.lower():
+            return peak
+    return None
+
+
+def _vit_forward_flops(tokens: int, dim: int, depth: int, mlp_ratio: float) -> float:
+    hidden = int(dim * mlp_ratio)
+    per_block = (2 * tokens * dim * 3 * dim      # qkv
+                 + 2 * 2 * tokens * tokens * dim  # q kᵀ and attn · v
+                 + 2 * tokens * dim * dim         # output projection
+                 + 2 * 2 * tokens * dim * hidden)  # MLP
+    return depth * per_block
+
+
+def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> float:
+    """Model FLOPs of one pretraining step over `pairs` frame pairs, counted analytically: matrix
+    products only (norms, softmax, GELU and the optimizer are left out, as usual for MFU), backward =
+    2 × forward for trained parts, the EMA teacher forward only. The DMA counts what the naive N×N
+    version computes (our O(N)-memory version recomputes; recomputation is not useful work)."""
+    n, t, d = cfg.num_patches, cfg.num_patches + 1, cfg.embed_dim
+    embed = 2 * n * cfg.in_chans * cfg.patch_size ** 2 * d
+    enc = embed + _vit_forward_flops(t, d, cfg.depth, cfg.mlp_ratio)
+    dma = 4 * 2 * n * d * d + (2 * n * n * d if cfg.use_dma else 4 * n * n * d)
+    de = cfg.decoder_embed_dim
+    dec = 2 * t * d * de + _vit_forward_flops(t, de, cfg.decoder_depth, cfg.mlp_ratio) \
+        + 2 * t * de * cfg.patch_size ** 2 * cfg.in_chans
+    trained = 2 * enc + dma + dec  # Ĩ_t and I_{t+δ} through the student, DMA, decoder
+    teacher = 0.0
+    if cfg.use_poi:
+        if cfg.poi_variant == "mse":
+            p = cfg.proj_dim
+            heads = 2 * (d * 2 * p + 2 * p * p) + 2 * (p * 2 * p + 2 * p * p)
+            trained += enc + heads
+            teacher = enc + heads / 2
+        else:
+            h, bn, o = cfg.dino_hidden_dim, cfg.dino_bottleneck_dim, cfg.dino_out_dim
+            head = 2 * (d * h + h * h + h * bn + bn * o)
+            small = max(cfg.patch_size, (cfg.img_size // 2) // cfg.patch_size * cfg.patch_size)
+            ns = (small // cfg.patch_size) ** 2
+            enc_small = 2 * ns * cfg.in_chans * cfg.patch_size ** 2 * d + _vit_forward_flops(ns + 1, d, cfg.depth,
+                                                                                            cfg.mlp_ratio)
+            trained += enc + head + pcfg.local_crops * (enc_small + head)
+            teacher = enc + head
+    return float(pairs * (3 * trained + teacher))

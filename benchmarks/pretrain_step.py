@@ -1,0 +1,137 @@
+"""Benchmark: one μ-BERT pretraining step (forward, backward, clip, AdamW, EMA teacher), ours
+(micronbert.train.pretrain.train_step) against a straightforward reference written the way the
+authors' release does it (benchmarks/reference_mubert.py: per-sample swap loop, explicit attention
+matrices, full N×N DMA, per-parameter AdamW). Same preset, same weights, same inputs, same run; the
+two are timed alternately so load from other processes hits both alike.
+
+Before timing, both compute the loss for the same weights and random draws: they must agree
+(`check.max_rel_diff`). Figures: pairs/s (median step time), peak extra memory of one step, achieved
+FLOP/s from the analytic FLOP count (micronbert.train.pretrain.pretrain_step_flops) and, on CUDA,
+MFU against the device's bf16 peak. `speedup` = ours pairs/s ÷ reference pairs/s (float32 both);
+`speedup_cpu_bf16` uses our step under CPU bf16 autocast where the CPU has native bf16.
+Usage: python benchmarks/pretrain_step.py [--quick] [--preset small] [--batch 4] [--repeats 2] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+
+def main(argv=None) -> int:
+    C.reexec_with_fixed_malloc()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="`test` preset, batch 2, one timed step each")
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the CPU bf16-autocast variant")
+    ap.add_argument("--compile", action="store_true", help="also time our step under torch.compile")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from micronbert.config import PretrainConfig, preset
+    from micronbert.model.mubert import MicronBertModel, normalise_images
+    from micronbert.train import pretrain as P
+    import reference_mubert as R
+
+    name = "test" if args.quick else args.preset
+    batch = 2 if args.quick else args.batch
+    repeats = 1 if args.quick else args.repeats
+    dev = torch.device(args.device)
+    cfg = preset(name)
+    pcfg = PretrainConfig(batch_size=batch, seed=0)
+    torch.manual_seed(0)
+    ours = MicronBertModel(cfg).to(dev)
+    ref = R.ReferenceMicronBert(cfg).to(dev)
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    step_module = P.PretrainStep(ours, pcfg)
+    gen = torch.Generator().manual_seed(1)
+    frames_t = torch.randint(0, 256, (batch, cfg.img_size, cfg.img_size, 3), dtype=torch.uint8, generator=gen).to(dev)
+    frames_tp = frames_t.clone()
+    frames_tp[:, : cfg.img_size // 3] = torch.randint(0, 256, frames_tp[:, : cfg.img_size // 3].shape,
+                                                     dtype=torch.uint8, generator=gen).to(dev)
+
+    # Sanity check: same weights, same random draws -> same loss terms.
+    with torch.no_grad():
+        a, b = normalise_images(frames_t), normalise_images(frames_tp)
+        lo = ours.pretrain_losses(a, b, pcfg, torch.Generator(device=dev).manual_seed(5))
+        lr_ = R.reference_losses(ref, a, b, pcfg, torch.Generator(device=dev).manual_seed(5))
+    rel = max(abs(float(lo[k]) - float(lr_[k])) / max(abs(float(lr_[k])), 1e-12) for k in ("loss_rec", "loss_agg", "loss"))
+    check = {"loss_ours": round(float(lo["loss"]), 6), "loss_reference": round(float(lr_["loss"]), 6),
+             "max_rel_diff": rel, "same": rel < 1e-4}
+    if not check["same"]:
+        C.emit({"benchmark": "pretrain_step", "error": "ours and the reference disagree", "check": check})
+        return 1
+
+    opt_ours = P.build_optimizer(ours, pcfg, dev)
+    opt_ref = torch.optim.AdamW(ref.parameters(), lr=pcfg.lr, betas=pcfg.betas, weight_decay=pcfg.weight_decay)
+    counter = {"step": 0}
+    bf16_ok = dev.type == "cpu" and P.cpu_has_bf16() and not args.no_bf16
+    variants = {
+        "reference": lambda: R.reference_step(ref, opt_ref, frames_t, frames_tp, pcfg,
+                                              torch.Generator(device=dev).manual_seed(counter["step"])),
+        "ours": lambda: P.train_step(step_module, ours, opt_ours, frames_t, frames_tp, pcfg, counter["step"],
+                                     autocast=P.autocast_for(dev, pcfg)),
+    }
+    if bf16_ok:
+        variants["ours_cpu_bf16"] = lambda: P.train_step(step_module, ours, opt_ours, frames_t, frames_tp, pcfg,
+                                                         counter["step"], autocast=P.autocast_for(dev, pcfg, True))
+    if args.compile:
+        compiled = torch.compile(step_module)
+        variants["ours_compiled"] = lambda: P.train_step(compiled, ours, opt_ours, frames_t, frames_tp, pcfg,
+                                                         counter["step"], autocast=P.autocast_for(dev, pcfg))
+
+    def run(fn):
+        counter["step"] += 1
+        out = fn()
+        if isinstance(out, dict):
+            out = {k: v for k, v in out.items()}
+        C.sync(args.device)
+        return out
+
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for k, fn in variants.items():  # warm-up (oneDNN primitives, compile)
+        run(fn)
+    for _ in range(repeats):
+        for k, fn in variants.items():  # interleaved: drift in machine load hits every variant alike
+            t = time.perf_counter()
+            run(fn)
+            times[k].append(time.perf_counter() - t)
+    flops = P.pretrain_step_flops(cfg, pcfg, batch)
+    peak_flops = P.device_peak_flops(torch.cuda.get_device_name()) if dev.type == "cuda" else None
+    results = {}
+    for k, fn in variants.items():
+        _, peak = C.peak_memory(lambda: run(fn), args.device)
+        med = statistics.median(times[k])
+        r = {"pairs_per_s": round(batch / med, 4), **C.summary(times[k]), "peak_extra_mib": C.mib(peak),
+             "achieved_tflops": round(flops / med / 1e12, 5)}
+        if peak_flops:
+            r["mfu"] = round(flops / med / peak_flops, 4)
+        results[k] = r
+    out = {"benchmark": "pretrain_step", "machine": C.machine(args.device), "commit": C.git_commit(),
+           "preset": name, "batch_pairs": batch, "img_size": cfg.img_size, "tokens": cfg.num_patches,
+           "quick": args.quick, "flops_per_step": flops, "device_bf16_peak_flops": peak_flops,
+           "memory_method": "CUDA max_memory_allocated" if dev.type == "cuda"
+           else "peak RSS above the pre-step RSS (VmHWM reset; glibc mmap threshold 64 KiB)",
+           "check": check,
+           "speedup": round(results["ours"]["pairs_per_s"] / results["reference"]["pairs_per_s"], 3),
+           "results": results}
+    if "ours_cpu_bf16" in results:
+        out["speedup_cpu_bf16"] = round(results["ours_cpu_bf16"]["pairs_per_s"] / results["reference"]["pairs_per_s"], 3)
+    if "ours_compiled" in results:
+        out["speedup_compiled"] = round(results["ours_compiled"]["pairs_per_s"] / results["reference"]["pairs_per_s"], 3)
+    C.emit(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from micronbert.data.frames import read_image
+from micronbert.data.pairs import fit_square
+from micronbert.data.shards import ShardPairStream, decode_jpeg, iter_shard, load_manifest, write_shards
+from micronbert.errors import MicronbertError
+
+
+@pytest.fixture(scope="module")
+def frame_shards(tmp_path_factory, face_frames_dir):
+    out = tmp_path_factory.mktemp("shards") / "frames"
+    write_shards([str(face_frames_dir)], out, size=4, img_size=32)
+    return out
+
+
+def test_frame_shards_round_trip(frame_shards, face_frames_dir):
+    m = load_manifest(frame_shards)
+    assert m["kind"] == "frames" and m["samples"] == 16 and m["img_size"] == 32
+    assert [s["count"] for s in m["shards"]] == [4, 4, 4, 4]
+    assert sorted(p.name for p in frame_shards.iterdir()) == ["manifest.json"] + [f"shard-00000{i}.tar" for i in range(4)]
+    seen = []
+    for s in m["shards"]:
+        for key, files in iter_shard(frame_shards / s["name"]):
+            meta = json.loads(files["json"])
+            assert key == f"s000000_f{meta['frame']:06d}" and meta["fps"] == 30.0
+            img = decode_jpeg(files["jpg"])
+            ref = fit_square(read_image(face_frames_dir / f"img{meta['frame'] + 1}.jpg"), 32)
+            assert img.shape == (32, 32, 3) and np.abs(img.astype(int) - ref).mean() < 6  # JPEG, lossy
+            seen.append(meta["frame"])
+    assert seen == list(range(16))  # a source's frames stay contiguous and in order
+    with pytest.raises(MicronbertError, match="already holds shards"):
+        write_shards([str(face_frames_dir)], frame_shards, size=4, img_size=32)
+
+
+def test_shards_are_readable_by_webdataset(frame_shards):
+    wds = pytest.importorskip("webdataset")
+    urls = sorted(str(p) for p in frame_shards.glob("shard-*.tar"))
+    samples = list(wds.WebDataset(urls, shardshuffle=False))
+    assert len(samples) == 16
+    assert {"__key__", "jpg", "json"} <= set(samples[0])
+    assert decode_jpeg(samples[0]["jpg"]).shape == (32, 32, 3)
+
+
+def test_pair_shards_store_ready_pairs(tmp_path, face_frames_dir):
+    m = write_shards([str(face_frames_dir)], tmp_path / "p", size=5, img_size=32, pairs=True, delta_s=(0.04, 0.2))
+    assert m["kind"] == "pairs" and m["samples"] == 15  # anchors t = 0..14 (δmin = 1 frame)
+    for s in m["shards"]:
+        for _, files in iter_shard(tmp_path / "p" / s["name"]):
+            meta = json.loads(files["json"])
+            assert 1 <= meta["delta"] <= 6 and meta["frame_tp"] - meta["frame"] == meta["delta"]
+            assert decode_jpeg(files["t.jpg"]).shape == decode_jpeg(files["tp.jpg"]).shape == (32, 32, 3)
+    stream = ShardPairStream([tmp_path / "p"], batch=3, img_size=32, buffer=4)
+    a, b = next(iter(stream))
+    assert a.shape == b.shape == (3, 32, 32, 3) and a.dtype == torch.uint8
+
+
+def _take(stream, n):
+    it = iter(stream)
+    return [next(it) for _ in range(n)]
+
+
+def test_stream_splits_shards_over_ranks_and_workers(frame_shards):
+    kw = dict(batch=2, img_size=32, seed=3, buffer=8)
+    for epoch in (0, 1):
+        parts = [ShardPairStream([frame_shards], rank=r, world=2, **kw)._my_shards(epoch, w, 2)
+                 for r in range(2) for w in range(2)]
+        names = [p for part in parts for p, _ in part]
+        assert sorted(names) == sorted(set(names)) and len(names) == 4  # disjoint, and together all shards
+    with pytest.raises(MicronbertError, match="cannot be split"):
+        ShardPairStream([frame_shards], rank=0, world=4, **kw)._my_shards(0, 0, 2)
+    # pairs come from one source, δ within range, and the stream is deterministic
+    a1, b1 = _take(ShardPairStream([frame_shards], **kw), 1)[0]
+    a2, b2 = _take(ShardPairStream([frame_shards], **kw), 1)[0]
+    assert torch.equal(a1, a2) and torch.equal(b1, b2) and a1.shape == (2, 32, 32, 3)
+
+
+def test_stream_resume_skips_to_the_step_with_workers(frame_shards):
+    kw = dict(batch=2, img_size=32, seed=1, buffer=4)
+    loader = lambda s: torch.utils.data.DataLoader(s, batch_size=None, num_workers=2)  # noqa: E731
+    full = _take(loader(ShardPairStream([frame_shards], **kw)), 7)
+    resumed = _take(loader(ShardPairStream([frame_shards], start_step=3, **kw)), 4)
+    for (a, b), (c, d) in zip(full[3:], resumed):
+        assert torch.equal(a, c) and torch.equal(b, d)
+
+
+def test_shard_cli(tmp_path, face_frames_dir):
+    from micronbert.cli import main
+
+    assert main(["shard", "--frames", str(face_frames_dir), "--out", str(tmp_path / "s"), "--size", "10",
+                 "--img-size", "32"]) == 0
+    assert [s["count"] for s in load_manifest(tmp_path / "s")["shards"]] == [10, 6]
+
+
+@pytest.mark.slow
+def test_two_rank_gloo_pretraining_reads_disjoint_shards(tmp_path, frame_shards):
+    out, trace = tmp_path / "run", tmp_path / "trace"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MICRONBERT_PROGRESS": "0", "MICRONBERT_TRACE_SHARDS": str(trace)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "micronbert",
+           "pretrain", "--preset", "test", "--frames", str(frame_shards), "--steps", "6", "--batch-size", "4",
+           "--log-every", "3", "--warmup-steps", "1", "--out", str(out), "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == 2 and run["data"]["shards"] == [str(frame_shards)]
+    read = {}  # (rank, epoch) -> shards read
+    for r in (0, 1):
+        for line in (trace / f"rank{r}-worker0.txt").read_text().splitlines():
+            epoch, name = line.split()
+            read.setdefault((r, int(epoch)), set()).add(name)
+    epochs = {e for _, e in read}
+    assert epochs and all((0, e) in read and (1, e) in read for e in epochs)
+    for e in epochs:  # within every epoch the ranks read disjoint halves of the shards
+        assert not (read[0, e] & read[1, e])
+        assert len(read[0, e] | read[1, e]) == 4 or e == max(epochs)  # the last epoch may be cut short
+    assert len(epochs) >= 2
+    assert (out / "model.safetensors").is_file()
