@@ -35,6 +35,9 @@ class ModelConfig:
     dma_query: str = "second"     # "second": Q from I_{t+δ}/apex, K,V from Ĩ_t/onset (paper); "first": Q from the first frame (release)
     dma_chunk: int = 256          # query rows per chunk in the O(N)-memory DMA; 0 = naive N×N reference
     dma_tie_qk: bool = False      # share the Q and K projections (a_i then stays a same-place similarity)
+    # > 0: logits cos(q_i, k_j)/τ instead of q_i·k_j/√d. Bounded logits keep the diagonal a same-place
+    # similarity that pretraining cannot saturate; 0 gives the paper's scaled dot product exactly.
+    dma_cosine_temperature: float = 0.1
     # Patch of Interest.
     use_poi: bool = True
     poi_variant: str = "mse"      # "mse" (paper: agreement of contextual tokens) or "dino" (release: self-distillation)
@@ -43,6 +46,8 @@ class ModelConfig:
     dino_out_dim: int = 128
     dino_hidden_dim: int = 2048
     dino_bottleneck_dim: int = 256
+    # Recognition head: also embed the DMA change map (see model/heads.py).
+    head_dma_map: bool = True
     # Decoder (pretraining only).
     decoder_embed_dim: int = 512
     decoder_depth: int = 4
@@ -86,6 +91,9 @@ class PretrainConfig:
     delta_max_s: float = 0.25
     fps: float = 30.0              # frame rate for frame folders (videos use their own)
     agreement_weight: float = 1.0  # λ in L = L_rec + λ·L_agg
+    # Weight of −log a_i on swapped patches, where Ĩ_t equals I_{t+δ} exactly: teaches the diagonal that
+    # "identical" means high, so local change is what makes it low (0 = the paper's losses only).
+    identity_weight: float = 0.1
     crop_scale: tuple[float, float] = (0.4, 1.0)
     local_crops: int = 2           # dino variant: extra small crops for the student
     local_crop_scale: tuple[float, float] = (0.1, 0.4)

@@ -40,7 +40,7 @@ class MicronBertModel(nn.Module):
         self.encoder = ViTEncoder(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim, cfg.depth,
                                   cfg.num_heads, cfg.mlp_ratio)
         self.dma = DiagonalMicroAttention(cfg.embed_dim, cfg.dma_heads, diagonal=cfg.use_dma, chunk=cfg.dma_chunk,
-                                          tie_qk=cfg.dma_tie_qk)
+                                          tie_qk=cfg.dma_tie_qk, cosine_temperature=cfg.dma_cosine_temperature)
         self.decoder = (PixelDecoder(cfg.embed_dim, cfg.decoder_embed_dim, cfg.decoder_depth, cfg.decoder_num_heads,
                                      cfg.mlp_ratio, cfg.grid, cfg.patch_size, cfg.in_chans)
                         if with_decoder else None)
@@ -98,6 +98,12 @@ class MicronBertModel(nn.Module):
                   # reconstruction error where the patch was swapped: what the network had to undo
                   "loss_rec_swapped": (per_patch * maskf).sum() / maskf.sum().clamp(min=1.0)}
         total = loss_rec
+        if pcfg.identity_weight > 0 and pcfg.use_swap:
+            # Swapped patches are identical in both frames: a free "unchanged" label for the diagonal.
+            log_a = torch.log(micro["dma_map"].float().clamp_min(1e-12))
+            loss_id = -(log_a * maskf).sum() / maskf.sum().clamp(min=1.0)
+            losses["loss_identity"] = loss_id
+            total = total + pcfg.identity_weight * loss_id
         if self.agreement is not None:
             loss_agg = self.agreement(self.encoder, frame_tp, pcfg, generator)
             losses["loss_agg"] = loss_agg

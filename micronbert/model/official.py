@@ -156,6 +156,7 @@ def config_from_args(args: dict, state: dict[str, torch.Tensor], report: Convers
     kw = dict(img_size=int(img), patch_size=int(patch), embed_dim=int(embed), depth=int(depth),
               num_heads=int(args.get("num_heads", 4)), mlp_ratio=mlp_ratio, dma_heads=1,
               use_dma=bool(args.get("diag_att", False)), dma_query="first",
+              dma_cosine_temperature=0.0,  # the release's scaled dot-product logits
               use_poi=enable_dino, poi_variant="dino" if enable_dino else "mse")
     if "num_heads" not in args:
         warn("args has no num_heads; assuming 4 (the release's small model)")
