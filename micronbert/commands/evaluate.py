@@ -1,7 +1,9 @@
-"""`micronbert evaluate`: leave-one-subject-out evaluation of μ-BERT, its ablations and a flow baseline."""
+"""`micronbert evaluate`: leave-one-subject-out (or cross-dataset) evaluation of μ-BERT, its ablations and
+a flow baseline."""
 from __future__ import annotations
 
-HELP = "LOSO evaluation under a protocol (pooled UF1/UAR); resumable, shardable over processes/GPUs"
+HELP = ("LOSO or cross-dataset evaluation under a protocol (pooled UF1/UAR); resumable, shardable over "
+        "processes/GPUs")
 
 
 def add_data_args(p):
@@ -45,9 +47,30 @@ def recipe_from_args(args):
                           val_subjects=args.val_subjects)
 
 
+def add_mode_args(p):
+    p.add_argument("--mode", choices=["loso", "cross", "lodo"], default=None,
+                   help="loso: leave one subject out; cross: train on --train-datasets, test on --test-datasets; "
+                        "lodo: leave one dataset out, each dataset held out in turn (default: cross when "
+                        "--test-datasets is given, else loso)")
+    p.add_argument("--train-datasets", default=None, metavar="A,B",
+                   help="cross: training datasets (default: every dataset of the protocol not tested)")
+    p.add_argument("--test-datasets", default=None, metavar="C",
+                   help="cross: held-out test datasets, never seen in training or model selection; "
+                        "lodo: hold out only these, in turn")
+
+
+def plan_mode(args, table):
+    """(table, make_folds, mode label, metrics extras) for the --mode/--train-datasets/--test-datasets flags."""
+    from micronbert.train.crossdata import plan
+
+    return plan(table, getattr(args, "mode", None), getattr(args, "train_datasets", None),
+                getattr(args, "test_datasets", None))
+
+
 def configure(p):
     add_data_args(p)
     add_recipe_args(p)
+    add_mode_args(p)
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--folds", default=None,
                    help="run only these folds: indices, ranges or names, comma-separated (e.g. 0-9,casme2/sub01)")
@@ -130,6 +153,7 @@ def run(args):
     warn_untrained(args)
     report = ValidationReport()
     table, protocol = load_eval_table(args, report)
+    table, make_folds, mode, mode_meta = plan_mode(args, table)
     recipe = recipe_from_args(args)
     device = resolve_device(args.device)
     method = build_method(args.model, protocol.classes, recipe, args.init, args.preset, device, args.size)
@@ -141,8 +165,9 @@ def run(args):
                       seed=args.seed, folds_spec=args.folds, shard=parse_shard(args.shard),
                       val_subjects=recipe.val_subjects, report=report, sample_files=args.samples,
                       extra_config={"cache": args.cache, "aligned": bool(args.cache), "input_size": size,
-                                    "init": args.init},
-                      keep_models=args.keep_fold_models, overwrite=args.overwrite, merge_only=args.merge)
+                                    "init": args.init, **mode_meta},
+                      keep_models=args.keep_fold_models, overwrite=args.overwrite, merge_only=args.merge,
+                      make_folds=make_folds, mode=mode, extra_meta=mode_meta)
     for line in report.lines()[:20]:
         print(line, file=sys.stderr)
     if len(report) > 20:
@@ -153,6 +178,9 @@ def run(args):
     if m is None:
         print("not all folds are finished yet: re-run (or --merge) once they are to pool the results")
         return 0
+    if mode_meta:
+        print(f"{mode}: trained on {', '.join(mode_meta['train_datasets'])}; "
+              f"tested on {', '.join(mode_meta['test_datasets'])}")
     print(f"{m['model']} on {m['protocol']}: UF1 {fmt(m['uf1'])}  UAR {fmt(m['uar'])}  "
           f"accuracy {fmt(m['accuracy'])}  ({m['n_samples']} samples, {m['n_folds']} folds)")
     for ds, d in m["per_dataset"].items():

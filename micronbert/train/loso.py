@@ -50,6 +50,9 @@ class Fold:
     name: str
     train: np.ndarray
     test: np.ndarray
+    # Extra split check of other fold generators (e.g. crossdata's dataset-level guard), called as
+    # guard(table, train_idx, test_idx, what, fold_name) on the training and the validation side.
+    guard: Callable | None = None
 
     @property
     def stem(self) -> str:
@@ -198,10 +201,14 @@ def run_fold(table: pd.DataFrame, method, fold: Fold, out_dir: Path, seed: int, 
              classes: Sequence[str] = (), keep_model: bool = False, protocol: str = "") -> dict:
     """Train on fold.train, predict fold.test, write the fold's files atomically (predictions, then meta)."""
     assert_disjoint(table, fold.train, fold.test, "test", fold.name)
+    if fold.guard is not None:
+        fold.guard(table, fold.train, fold.test, "test", fold.name)
     fold_seed = seed + fold.index
     train_idx, val_idx = split_validation(table, fold.train, val_subjects, fold_seed)
     if len(val_idx):
         assert_disjoint(table, val_idx, fold.test, "test (validation side)", fold.name)
+        if fold.guard is not None:
+            fold.guard(table, val_idx, fold.test, "test (validation side)", fold.name)
     labels = table["label"].to_numpy(np.int64)
     t0 = time.time()
     model, info = method.fit(train_idx, labels, seed=fold_seed, val_idx=val_idx if len(val_idx) else None,
@@ -283,12 +290,13 @@ def evaluate(table: pd.DataFrame, source: PairSource | None, method, out_dir, *,
              val_subjects: int = 0, make_folds: Callable[[pd.DataFrame], list[Fold]] = loso_folds,
              mode: str = "loso", report: ValidationReport | None = None, sample_files: Iterable[str] = (),
              extra_config: dict | None = None, keep_models: bool = False, overwrite: bool = False,
-             merge_only: bool = False, data: PairData | None = None) -> dict:
+             merge_only: bool = False, data: PairData | None = None, extra_meta: dict | None = None) -> dict:
     """Run (the selected) folds of `method` on `table` into `out_dir`; pool and report when all are done.
 
     table: evaluation table (dataset, subject, sample_id, label, fold, ...); source: row -> (onset, apex)
     uint8 (S, S, 3) (or pass `data` aligned with `table`). Returns {"complete": bool, "ran": [...],
-    "skipped": [...], "metrics": dict | None, "excluded": n}.
+    "skipped": [...], "metrics": dict | None, "excluded": n}. `extra_meta` (e.g. train/test datasets of a
+    cross-dataset run) is added to metrics.json.
     """
     from micronbert.train.report import write_reports
 
@@ -310,6 +318,9 @@ def evaluate(table: pd.DataFrame, source: PairSource | None, method, out_dir, *,
     folds = make_folds(table)
     if len(folds) < 2 and mode == "loso":
         raise MicronbertError(f"protocol {protocol}: LOSO needs at least 2 subjects, found {len(folds)}")
+    for fold in folds:  # guarded generators are checked in full before anything trains
+        if fold.guard is not None:
+            fold.guard(table, fold.train, fold.test, "test", fold.name)
     n_classes_seen = len(set(table["label"]))
     sha = samples_sha256(table)
     config = {"protocol": protocol, "mode": mode, "classes": list(classes), "seed": seed,
@@ -338,6 +349,9 @@ def evaluate(table: pd.DataFrame, source: PairSource | None, method, out_dir, *,
                 "samples_sha256": sha, "sample_files": list(map(str, sample_files)), "n_folds": len(folds),
                 "excluded": report.lines()}
         result["metrics"] = write_reports(out_dir, pooled, list(classes), meta, fold_table(out_dir, folds))
+        if extra_meta:
+            result["metrics"].update(extra_meta)
+            atomic_write_json(out_dir / "metrics.json", result["metrics"])
     elif merge_only:
         raise MicronbertError(f"{out_dir}: {result['n_done']} of {len(folds)} folds finished; nothing to merge yet")
     return result
