@@ -29,7 +29,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/micronbert demo --out runs/demo
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest
+	$(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

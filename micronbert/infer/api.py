@@ -18,34 +18,21 @@ from micronbert.config import ModelConfig
 from micronbert.errors import MicronbertError
 
 
-def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(MicronBertClassifier in eval mode, ModelConfig, class names, the whole config.json) of a model folder."""
-    from micronbert.model.checkpoint import load_model_dir, read_config, resolve_weights
-    from micronbert.model.heads import MicronBertClassifier
+def load_micronbert_classifier(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(MicronBertClassifier in eval mode, ModelConfig, class names, the whole config.json) of a model folder.
+
+    The one loader is `micronbert.train.finetune.load_classifier`; this adds the check that the folder
+    holds a μ-BERT classifier (the API draws DMA maps, which the flow-CNN baseline has not).
+    """
+    from micronbert.model.checkpoint import read_config, resolve_weights
+    from micronbert.train.finetune import load_classifier
 
     model_type = read_config(resolve_weights(path)[1]).get("model_type", "micronbert")
-    if model_type != "micronbert":  # e.g. the flow-CNN baseline that `micronbert finetune` can also write
+    if model_type != "micronbert":
         raise MicronbertError(f"{path}: a {model_type!r} classifier; this needs a μ-BERT classifier "
                               "(model_type 'micronbert')")
-    state, cfg, data = load_model_dir(path)  # safetensors + JSON: nothing is unpickled
-    head = state.get("head.fc.weight")
-    if head is None or not any(k.startswith("backbone.") for k in state):
-        raise MicronbertError(f"{path}: not a fine-tuned classifier (no head.* / backbone.* weights); a pretrained "
-                              "or converted μ-BERT gives maps with `micronbert dma-map`, not classes")
-    n = int(head.shape[0])
-    classes = data.get("classes")
-    if classes is None:
-        classes = [f"class{i}" for i in range(n)]
-    classes = [str(c) for c in classes]
-    if len(classes) != n:
-        raise MicronbertError(f"{path}: config.json lists {len(classes)} classes but the head has {n} outputs")
-    dropout = float((data.get("finetune") or {}).get("dropout", 0.1)) if isinstance(data.get("finetune"), dict) else 0.1
-    model = MicronBertClassifier(cfg, n, dropout=dropout)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise MicronbertError(f"{path}: weights do not match config.json: missing {list(missing)[:5]}, "
-                              f"unexpected {list(unexpected)[:5]}")
-    return model.to(device).eval(), cfg, classes, data
+    model, classes, data = load_classifier(path, device)
+    return model, model.cfg, classes, data
 
 
 def input_size(cfg: ModelConfig, data: dict) -> int:
@@ -84,7 +71,7 @@ class MicronBert:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "MicronBert":
-        model, cfg, classes, data = load_classifier(path, device)
+        model, cfg, classes, data = load_micronbert_classifier(path, device)
         return cls(model, cfg, classes, data, device, str(path))
 
     def __repr__(self):

@@ -74,10 +74,10 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset:
 
     Returns {"onnx": path, "classes", "size", "opset", "max_abs_diff": {output: diff}} (diffs when checked).
     """
-    from micronbert.infer.api import input_size, load_classifier
+    from micronbert.infer.api import input_size, load_micronbert_classifier
     from micronbert.utils.io import atomic_path
 
-    model, cfg, classes, data = load_classifier(weights)
+    model, cfg, classes, data = load_micronbert_classifier(weights)
     size = input_size(cfg, data)
     wrapper = ExportableClassifier(model, size).eval()
     gen = torch.Generator().manual_seed(seed)

@@ -346,8 +346,8 @@ def load_classifier(path, device: str | torch.device = "cpu") -> tuple[nn.Module
     config = read_config(config_path)
     for key in ("model", "classes"):
         if key not in config:
-            raise MicronbertError(f"{config_path}: not a classifier folder (no {key!r}; a pretrained μ-BERT "
-                                  f"folder is an --init, not a classifier)")
+            raise MicronbertError(f"{config_path}: not a fine-tuned classifier (no {key!r}); a pretrained μ-BERT "
+                                  f"folder is an --init for evaluate/finetune, and gives maps with `micronbert dma-map`")
     model_type = config.get("model_type", "micronbert")
     classes = [str(c) for c in config["classes"]]
     if model_type == "micronbert":
@@ -362,6 +362,11 @@ def load_classifier(path, device: str | torch.device = "cpu") -> tuple[nn.Module
     else:
         raise MicronbertError(f"{config_path}: unknown model_type {model_type!r} (known: {MODEL_TYPES})")
     state = load_weights(weights)
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    if wrong:
+        raise MicronbertError(f"{weights}: weights do not fit config.json (saved vs expected): {wrong[:3]}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise MicronbertError(f"{weights}: weights do not match config.json: missing {missing[:3]}, "

@@ -117,7 +117,7 @@ def test_predict_engineers_loader_reads_our_folder(tmp_path, classes3):
     api = pytest.importorskip("micronbert.infer.api")
     model = MicronBertClassifier(preset("test"), 3)
     save_classifier(tmp_path / "m", model, classes3, "synth", FinetuneConfig())
-    loaded = api.load_classifier(tmp_path / "m")
+    loaded = api.load_micronbert_classifier(tmp_path / "m")
     assert loaded[2] == classes3  # (model, ModelConfig, classes, config)
 
 
