@@ -1,0 +1,148 @@
+"""`micronbert scaling`: UF1/UAR against the amount of pretraining data (nested fractions of a frame pool)."""
+from __future__ import annotations
+
+HELP = ("pretraining-data scaling study: pretrain on nested fractions of the frames, evaluate each (and no "
+        "pretraining) under one protocol and seed; writes scaling.csv/.md/.png")
+
+MODEL_SWITCHES = {"micronbert": [], "no-dma": ["--no-dma"], "no-poi": ["--no-poi"]}
+
+
+def configure(p):
+    from micronbert.commands.evaluate import add_data_args, add_mode_args
+
+    p.add_argument("--frames", nargs="+", required=True, metavar="PATH",
+                   help="the pretraining pool: videos, frame folders, folders of those, or shard folders "
+                        "(then each shard folder is one unit of the fractions)")
+    p.add_argument("--fractions", default="0.1,0.3,1.0",
+                   help="comma-separated fractions of the pool's frames, in (0, 1]; sets are nested")
+    p.add_argument("--out", required=True, help="study folder (pretrain-<f>/, eval-<f>/, eval-none/, scaling.*)")
+    p.add_argument("--stage", choices=["all", "pretrain", "evaluate"], default="all",
+                   help="pretrain: only the pretraining runs (e.g. under torchrun, one fraction per launch); "
+                        "evaluate: only the evaluations (pretraining must be finished)")
+    g = p.add_argument_group("pretraining (as `micronbert pretrain`)")
+    g.add_argument("--preset", default="tiny", help="model preset: small (official), tiny, test")
+    budget = g.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None,
+                        help="same steps: every fraction gets this many optimizer steps (default 1000)")
+    budget.add_argument("--epochs", type=float, default=None,
+                        help="same epochs: every fraction gets this many passes over its own anchor frames")
+    g.add_argument("--batch-size", type=int, default=16, help="global pairs per optimizer step")
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--warmup-steps", type=int, default=None)
+    g.add_argument("--fps", type=float, default=30.0, help="frame rate assumed for frame folders")
+    g.add_argument("--pretrain-args", default="", metavar="'FLAGS'",
+                   help="further `micronbert pretrain` flags, quoted (e.g. '--poi dino --swap-ratio 0.3')")
+    e = p.add_argument_group("evaluation (as `micronbert evaluate`)")
+    add_data_args(e)
+    add_mode_args(e)
+    e.add_argument("--model", default="micronbert", choices=sorted(MODEL_SWITCHES),
+                   help="μ-BERT or an ablation; the ablation applies to pretraining and fine-tuning")
+    e.add_argument("--freeze-encoder", action="store_true", help="fine-tune DMA/PoI/head only")
+    e.add_argument("--eval-epochs", type=int, default=None, help="fine-tuning epochs per fold")
+    e.add_argument("--eval-batch-size", type=int, default=None)
+    e.add_argument("--eval-lr", type=float, default=None)
+    e.add_argument("--val-subjects", type=int, default=None,
+                   help="choose the epoch on this many subjects drawn from each fold's training subjects")
+    e.add_argument("--shard", default=None, help="evaluation folds: k/K or auto (torchrun's RANK/WORLD_SIZE)")
+    p.add_argument("--seed", type=int, default=0, help="one seed for the subsets, pretraining and evaluation")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the local GPU if any)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def pretrain_setup(args):
+    """(model config, pretrain config) exactly as `micronbert pretrain` would build them from these flags."""
+    import argparse
+    import shlex
+
+    from micronbert.commands import pretrain as pretrain_cmd
+
+    argv = ["--out", str(args.out), "--preset", args.preset, "--batch-size", str(args.batch_size),
+            "--seed", str(args.seed), "--fps", str(args.fps), "--steps", str(args.steps or 1000)]
+    if args.lr is not None:
+        argv += ["--lr", str(args.lr)]
+    if args.warmup_steps is not None:
+        argv += ["--warmup-steps", str(args.warmup_steps)]
+    argv += MODEL_SWITCHES[args.model] + shlex.split(args.pretrain_args or "")
+    parser = argparse.ArgumentParser(prog="micronbert scaling --pretrain-args", add_help=False)
+    pretrain_cmd.configure(parser)
+    ns = parser.parse_args(argv)
+    return pretrain_cmd.pretrain_configs(ns)
+
+
+def make_evaluator(args, model_cfg):
+    """evaluate_fn(init folder | None, results folder) -> metrics | None, on one table loaded once."""
+    import sys
+
+    from micronbert.commands.evaluate import load_eval_table, pair_source, plan_mode
+    from micronbert.data.report import ValidationReport
+    from micronbert.errors import MicronbertError
+    from micronbert.train.finetune import MicronBertMethod, default_recipe, resolve_device
+    from micronbert.train.loso import evaluate, load_pairs, parse_shard
+
+    report = ValidationReport()
+    table, protocol = load_eval_table(args, report)
+    table, make_folds, mode, mode_meta = plan_mode(args, table)
+    recipe = default_recipe(args.model, args.freeze_encoder, epochs=args.eval_epochs, batch_size=args.eval_batch_size,
+                            lr=args.eval_lr, val_subjects=args.val_subjects)
+    device = resolve_device(args.device)
+    if not args.cache:
+        print("warning: no --cache: faces are not aligned (raw frames resized and centre-cropped)", file=sys.stderr)
+    table, data = load_pairs(table, pair_source(args.cache, model_cfg.img_size), report)
+    if len(table) == 0:
+        raise MicronbertError(f"protocol {protocol.name}: none of the samples could be loaded")
+    info = {"protocol": protocol.name, "mode": mode, "model": args.model, **mode_meta}
+
+    def evaluate_fn(init, out_dir):
+        from micronbert.model.checkpoint import load_model_dir
+
+        state, cfg = (None, model_cfg) if init is None else load_model_dir(init)[:2]
+        method = MicronBertMethod(cfg, protocol.classes, recipe, state, device=device, name=args.model)
+        result = evaluate(table, None, method, out_dir, classes=protocol.classes, protocol=protocol.name,
+                          seed=args.seed, shard=parse_shard(args.shard), val_subjects=recipe.val_subjects,
+                          report=report, sample_files=args.samples, data=data, make_folds=make_folds, mode=mode,
+                          extra_config={"cache": args.cache, "aligned": bool(args.cache),
+                                        "input_size": cfg.img_size, "init": init, **mode_meta},
+                          extra_meta=mode_meta)
+        return result["metrics"]
+    return evaluate_fn, info
+
+
+def run(args):
+    import os
+
+    import torch
+
+    from micronbert.errors import MicronbertError
+    from micronbert.train.metrics import fmt
+    from micronbert.train.scaling import parse_fractions, run_scaling
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fractions = parse_fractions(args.fractions)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and args.stage == "all":
+        raise MicronbertError("under torchrun run `--stage pretrain` (one fraction per launch), then `--stage "
+                              "evaluate` (optionally with --shard auto)")
+    if world > 1 and args.stage == "pretrain" and len(fractions) > 1:
+        raise MicronbertError("under torchrun pretrain one fraction per launch (--fractions 0.1, then 0.3, ...)")
+    model_cfg, pcfg = pretrain_setup(args)
+    budget = "epochs" if args.epochs is not None else "steps"
+    evaluate_fn, info = (None, {}) if args.stage == "pretrain" else make_evaluator(args, model_cfg)
+    result = run_scaling(args.frames, fractions, args.out, model_cfg, pcfg, evaluate_fn, budget=budget,
+                         epochs=args.epochs, seed=args.seed, fps=args.fps, device=args.device, stage=args.stage,
+                         info=info, show_progress=True)
+    for f, plan in sorted(result["plans"].items()):
+        print(f"fraction {f:g}: {plan['n_frames']} frames in {plan['n_sources']} sources, {plan['steps']} steps "
+              f"({plan['epochs_seen']} epochs){' (already pretrained)' if plan.get('skipped') else ''}")
+    if args.stage == "pretrain":
+        print(f"pretraining done; evaluate with: micronbert scaling ... --stage evaluate --out {args.out}")
+        return 0
+    if not result["complete"]:
+        print("not all evaluation folds are finished yet: re-run once the other shards are done")
+        return 0
+    table = result["table"]
+    print(f"same {budget}:")
+    for _, r in table.iterrows():
+        print(f"  {r['fraction']:>6}  {int(r['n_frames']):>9} frames  UF1 {fmt(r['uf1'])}  UAR {fmt(r['uar'])}")
+    print(f"results: {args.out}/scaling.csv, scaling.md, scaling.png")
+    return 0
