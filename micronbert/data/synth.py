@@ -149,8 +149,12 @@ class Person:
     landmarks: np.ndarray   # (68, 2) in `image`
 
 
-def _load_people(aligner) -> list[Person]:
+def load_people(aligner=None) -> list[Person]:
     """The distinct real people (see the module docstring), each with its detected landmarks."""
+    if aligner is None:
+        from micronbert.faces.align import FaceAligner
+
+        aligner = FaceAligner()
     from micronbert.data.builtin import face_photos, face_videos
     from micronbert.data.frames import iter_video
 
@@ -200,7 +204,7 @@ def _place(person: Person, lay: Layout, rng: np.random.Generator, variant: int) 
     centre = np.array([lay.width / 2 + rng.uniform(-0.05, 0.05) * lay.width,
                        lay.height * 0.42 + rng.uniform(-0.04, 0.04) * lay.height])
     m = _similarity(lay.iod * size_jitter / iod, roll - angle_now, (le + re) / 2, centre)
-    base = cv2.warpAffine(img, m, (lay.width, lay.height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+    base = cv2.warpAffine(img, m, (lay.width, lay.height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)  # reflecting would mirror the face into a second one
     base = base.astype(np.float32)
     if variant:  # tone: gamma and a colour cast, so the variant does not look like the same photo
         gamma = rng.choice([0.75, 1.3])
@@ -350,7 +354,7 @@ class SynthClip:
             ramp = 1.0 + g * f + (gx * (self._grid[0] / w - 0.5) + gy * (self._grid[1] / h - 0.5)) * f
             img = img * ramp[..., None]
         if self.noise:
-            img = img + rng.normal(0, self.noise, img.shape).astype(np.float32)
+            img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(self.noise)
         out = img.clip(0, 255).round().astype(np.uint8)
         if self.jpeg:
             ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(self.jpeg)])
@@ -422,7 +426,7 @@ def make_clips(fmt: str, subjects: int = 8, clips_per_subject: int = 6, amplitud
     if n_frames < 3:
         raise MicronbertError("a clip needs at least 3 frames (onset, apex, offset)")
     dist = distractions if distractions is not None else Distractions()
-    people = people if people is not None else _load_people(FaceAligner())
+    people = people if people is not None else load_people(FaceAligner())
     rng_subjects = np.random.default_rng([seed, 1])
     clips: list[SynthClip] = []
     aligner = None
@@ -449,7 +453,9 @@ def make_clips(fmt: str, subjects: int = 8, clips_per_subject: int = 6, amplitud
             bumps = place_aus(aus, lm, amp, rng_a)
             numbers = list(range(start, start + n_frames))
             start += n_frames + int(rng_subjects.integers(5, 60))
-            apex_pos = (n_frames - 1) // 2 if fmt == "smic" else int(rng_a.integers(2, n_frames - 2))
+            lo = max(1, n_frames // 4)
+            apex_pos = ((n_frames - 1) // 2 if fmt == "smic"
+                        else int(rng_a.integers(lo, max(lo + 1, n_frames - 1 - n_frames // 4))))
             s = float(np.sqrt(abs(np.linalg.det(crop_transform(lm)[:, :2]))))
             head = None
             if dist.head_px or dist.roll_deg:
@@ -531,12 +537,12 @@ def people_summary(clips: Sequence[SynthClip]) -> dict:
 
 def synthesize(fmt: str, out, subjects: int = 8, clips_per_subject: int = 6, amplitude_px: float = 1.5,
                seed: int = 0, classes: Sequence[str] | None = None, n_frames: int | None = None,
-               distractions: Distractions | None = None, progress_cb=None) -> dict:
+               distractions: Distractions | None = None, progress_cb=None, people: list[Person] | None = None) -> dict:
     """Make and write a synthetic dataset; returns a summary (root, counts, people)."""
     from micronbert.utils.io import atomic_write_json
 
     clips = make_clips(fmt, subjects, clips_per_subject, amplitude_px, seed, classes, n_frames, distractions,
-                       progress_cb=progress_cb)
+                       people=people, progress_cb=progress_cb)
     root = write_dataset(fmt, out, clips)
     people = people_summary(clips)
     counts: dict[str, int] = {}
