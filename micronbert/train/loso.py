@@ -200,15 +200,15 @@ def fold_done(out_dir: Path, fold: Fold) -> bool:
 def run_fold(table: pd.DataFrame, method, fold: Fold, out_dir: Path, seed: int, val_subjects: int = 0,
              classes: Sequence[str] = (), keep_model: bool = False, protocol: str = "") -> dict:
     """Train on fold.train, predict fold.test, write the fold's files atomically (predictions, then meta)."""
-    assert_disjoint(table, fold.train, fold.test, "test", fold.name)
-    if fold.guard is not None:
+    if fold.guard is not None:  # first: its message names the kind of leak (e.g. a whole dataset)
         fold.guard(table, fold.train, fold.test, "test", fold.name)
+    assert_disjoint(table, fold.train, fold.test, "test", fold.name)
     fold_seed = seed + fold.index
     train_idx, val_idx = split_validation(table, fold.train, val_subjects, fold_seed)
     if len(val_idx):
-        assert_disjoint(table, val_idx, fold.test, "test (validation side)", fold.name)
         if fold.guard is not None:
             fold.guard(table, val_idx, fold.test, "test (validation side)", fold.name)
+        assert_disjoint(table, val_idx, fold.test, "test (validation side)", fold.name)
     labels = table["label"].to_numpy(np.int64)
     t0 = time.time()
     model, info = method.fit(train_idx, labels, seed=fold_seed, val_idx=val_idx if len(val_idx) else None,

@@ -258,7 +258,7 @@ def run_scaling(frames: Sequence[str], fractions: Sequence[float], out, model_cf
         folder = out / f"pretrain-{fraction_name(f)}"
         if not (folder / WEIGHTS_NAME).is_file() or not (folder / "subset.json").is_file():
             raise MicronbertError(f"{folder} holds no finished pretraining; run the pretrain stage first")
-        plans[f] = json.loads((folder / "subset.json").read_text())
+        plans.setdefault(f, json.loads((folder / "subset.json").read_text()))
 
     rows, complete = [], True
     points: list[tuple[str, str | None, dict | None]] = [("none", None, None)]
