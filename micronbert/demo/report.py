@@ -91,7 +91,7 @@ def sample_panels(demo, n: int = 3) -> tuple[list[tuple[str, bytes]], list[dict]
     model, cfg = load_backbone_any(weights)
     cache = FaceCache(demo.cache)
     actions = read_actions(demo.data_root)
-    stats, figs, seen = [], [], set()
+    stats, figs, seen, seen_subjects = [], [], set(), set()
     size = cfg.img_size
     for row in actions.itertuples():
         if not cache.has(row.dataset, row.sample_id):
@@ -103,8 +103,10 @@ def sample_panels(demo, n: int = 3) -> tuple[list[tuple[str, bytes]], list[dict]
         act = action_map(row.bumps, g, crop_size=s.frames.shape[1], to_crop=np.asarray(s.transform))
         st = overlap_stats(change_map(maps["dma_map"]), act)
         stats.append({"sample_id": row.sample_id, "emotion": row.emotion, "aus": row.aus, **st})
-        if len(figs) < n and row.emotion not in seen:
+        # a few samples: one per class, each from a different subject (person)
+        if len(figs) < n and row.emotion not in seen and str(row.subject) not in seen_subjects:
             seen.add(row.emotion)
+            seen_subjects.add(str(row.subject))
             tmp = demo.out / "figures" / f"pair_{row.sample_id.replace('/', '_')}.png"
             tmp.parent.mkdir(parents=True, exist_ok=True)
             pair_figure(maps["first"], maps["second"], maps["dma_map"], maps["poi_map"], tmp,
