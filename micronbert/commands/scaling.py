@@ -104,7 +104,20 @@ def make_evaluator(args, model_cfg):
                                         "input_size": cfg.img_size, "init": init, **mode_meta},
                           extra_meta=mode_meta)
         return result["metrics"]
-    return evaluate_fn, info
+    return evaluate_fn, info, table
+
+
+def warn_overlap(table, frames) -> None:
+    """Pretraining is label-free, but frames of evaluated clips in the pool weaken an 'unseen data' claim."""
+    import sys
+    from pathlib import Path
+
+    pool = [Path(p).resolve() for p in frames]
+    dirs = {Path(str(d)).resolve() for d in table.get("frames_dir", []) if isinstance(d, str) and d}
+    inside = sorted(str(d) for d in dirs if any(d == p or p in d.parents for p in pool))
+    if inside:
+        print(f"warning: {len(inside)} evaluated clip folder(s) lie inside the pretraining pool (e.g. {inside[0]}); "
+              f"pretraining then sees (unlabelled) test frames", file=sys.stderr)
 
 
 def run(args):
@@ -127,10 +140,15 @@ def run(args):
         raise MicronbertError("under torchrun pretrain one fraction per launch (--fractions 0.1, then 0.3, ...)")
     model_cfg, pcfg = pretrain_setup(args)
     budget = "epochs" if args.epochs is not None else "steps"
-    evaluate_fn, info = (None, {}) if args.stage == "pretrain" else make_evaluator(args, model_cfg)
+    evaluate_fn, info = None, {}
+    if args.stage != "pretrain":
+        evaluate_fn, info, table = make_evaluator(args, model_cfg)
+        warn_overlap(table, args.frames)
     result = run_scaling(args.frames, fractions, args.out, model_cfg, pcfg, evaluate_fn, budget=budget,
                          epochs=args.epochs, seed=args.seed, fps=args.fps, device=args.device, stage=args.stage,
                          info=info, show_progress=True)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # torchrun: rank 0 reports
     for f, plan in sorted(result["plans"].items()):
         print(f"fraction {f:g}: {plan['n_frames']} frames in {plan['n_sources']} sources, {plan['steps']} steps "
               f"({plan['epochs_seen']} epochs){' (already pretrained)' if plan.get('skipped') else ''}")

@@ -209,7 +209,8 @@ def scaling_markdown(table: pd.DataFrame, budget: str, info: dict) -> str:
     lines = ["# Pretraining-data scaling", "",
              f"Protocol {info.get('protocol')} ({info.get('mode')}), model {info.get('model')}, seed "
              f"{info.get('seed')}; fractions of {info.get('pool_frames')} frames in {info.get('pool_sources')} "
-             f"sources, drawn as nested prefixes of one seeded order of whole sources (videos/frame folders).",
+             f"{info.get('unit', 'source')}s, drawn as nested prefixes of one seeded order of whole "
+             f"{info.get('unit', 'source')}s (a source is a video or a frame folder).",
              "", how, "", "| fraction | frames | sources | steps | epochs seen | UF1 | UAR | accuracy |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for _, r in table.iterrows():
@@ -277,7 +278,8 @@ def run_scaling(frames: Sequence[str], fractions: Sequence[float], out, model_cf
     same = [f"{fraction_name(a)}={fraction_name(b)}" for a, b in zip(fractions, fractions[1:])
             if subsets[a] == subsets[b]]
     info = {**(info or {}), "steps": pcfg.steps, "batch_size": pcfg.batch_size, "epochs": epochs, "seed": seed,
-            "pool_frames": sum(u.n_frames for u in units), "pool_sources": len(units), "same_subsets": same}
+            "pool_frames": sum(u.n_frames for u in units), "pool_sources": len(units), "same_subsets": same,
+            "unit": "shard folder" if units[0].kind == "shards" else "source"}
     if _is_main():
         atomic_save(out / "scaling.csv", lambda tmp: table.to_csv(tmp, index=False))
         atomic_write_text(out / "scaling.md", scaling_markdown(table, budget, info))
