@@ -79,6 +79,8 @@ def make_evaluator(args, model_cfg):
     from micronbert.train.finetune import MicronBertMethod, default_recipe, resolve_device
     from micronbert.train.loso import evaluate, load_pairs, parse_shard
 
+    if args.size and args.size != model_cfg.img_size:
+        raise MicronbertError(f"--size {args.size}: the preset's models take {model_cfg.img_size} px faces")
     report = ValidationReport()
     table, protocol = load_eval_table(args, report)
     table, make_folds, mode, mode_meta = plan_mode(args, table)
