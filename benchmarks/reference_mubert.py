@@ -8,7 +8,8 @@ benchmarks/pretrain_step.py to measure ours against:
 - torch.optim.AdamW with its defaults (the per-parameter loop on CPU).
 
 Module and parameter names are ours (which are the release's), so `load_state_dict(ours.state_dict())`
-gives both the same weights, and `reference_losses` consumes a generator exactly as
+gives both the same weights; the objective is our model's (cosine DMA logits and the identity term
+when the config has them), and `reference_losses` consumes a generator exactly as
 MicronBertModel.pretrain_losses does, so the two compute the same loss for the same weights and
 random draws (benchmarks/pretrain_step.py checks this before timing). Only the `mse` PoI variant.
 """
@@ -92,16 +93,19 @@ class Encoder(nn.Module):
 
 
 class DMA(nn.Module):
-    def __init__(self, dim, heads):
+    def __init__(self, dim, heads, cosine_temperature=0.0):
         super().__init__()
-        self.heads = heads
+        self.heads, self.cosine_temperature = heads, cosine_temperature
         self.to_q, self.to_k, self.to_v, self.proj = (nn.Linear(dim, dim) for _ in range(4))
 
     def forward(self, xq, xk, xv):
         b, n, d = xq.shape
         h = self.heads
         q, k, v = (t.reshape(b, n, h, d // h).transpose(1, 2) for t in (self.to_q(xq), self.to_k(xk), self.to_v(xv)))
-        attn = ((q @ k.transpose(-2, -1)) * (d // h) ** -0.5).softmax(dim=-1)  # full N×N
+        scale = (d // h) ** -0.5
+        if self.cosine_temperature > 0:  # our model's default logits (the release uses the dot product)
+            q, k, scale = F.normalize(q, dim=-1), F.normalize(k, dim=-1), 1.0 / self.cosine_temperature
+        attn = ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)  # full N×N
         diag = torch.diagonal(attn, dim1=-2, dim2=-1)
         out = (diag.unsqueeze(-1) * v).transpose(1, 2).reshape(b, n, d)
         return self.proj(out), diag.mean(1)
@@ -146,7 +150,7 @@ class ReferenceMicronBert(nn.Module):
             raise ValueError("the reference covers the default model (DMA, PoI with the mse agreement)")
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.dma = DMA(cfg.embed_dim, cfg.dma_heads)
+        self.dma = DMA(cfg.embed_dim, cfg.dma_heads, getattr(cfg, "dma_cosine_temperature", 0.0))
         self.decoder = Decoder(cfg)
         self.agreement = Agreement(self.encoder, cfg)
 
@@ -179,20 +183,25 @@ def reference_losses(model: ReferenceMicronBert, frame_t, frame_tp, pcfg: Pretra
     swapped, mask = swap_loop(frame_t, frame_tp, cfg.patch_size, pcfg.swap_ratio, generator)
     tok_s = model.encoder(swapped)
     tok_b = model.encoder(frame_tp)
-    feats, _ = model.dma(tok_b[:, 1:], tok_s[:, 1:], tok_s[:, 1:])
+    feats, dma_map = model.dma(tok_b[:, 1:], tok_s[:, 1:], tok_s[:, 1:])
     cls = F.normalize(tok_b[:, :1], dim=-1)
     sim = (F.normalize(tok_b[:, 1:], dim=-1) * cls).sum(-1)
     sal = torch.softmax(sim / cfg.poi_temperature, dim=-1) * sim.shape[1]
     dec_in = torch.cat([tok_s[:, :1], tok_s[:, 1:] + feats * sal.unsqueeze(-1)], dim=1)
     pred = model.decoder(dec_in)
     loss_rec = ((pred - patchify(frame_t, cfg.patch_size)) ** 2).mean(-1).mean()
+    total = loss_rec
+    if getattr(pcfg, "identity_weight", 0) > 0:  # our model's extra term: −log a_i on swapped patches
+        maskf = mask.float()
+        loss_id = -(torch.log(dma_map.clamp_min(1e-12)) * maskf).sum() / maskf.sum().clamp(min=1.0)
+        total = total + pcfg.identity_weight * loss_id
     ag = model.agreement
     with torch.no_grad():
         t_out = ag.teacher_head(ag.teacher_encoder(frame_tp)[:, 0])
     crop = random_resized_crop(frame_tp, frame_tp.shape[-1], pcfg.crop_scale, generator=generator)
     s = ag.predictor(ag.student_head(model.encoder(crop)[:, 0]))
     loss_agg = F.mse_loss(F.normalize(s, dim=-1), F.normalize(t_out, dim=-1)) * s.shape[-1]
-    return {"loss_rec": loss_rec, "loss_agg": loss_agg, "loss": loss_rec + pcfg.agreement_weight * loss_agg}
+    return {"loss_rec": loss_rec, "loss_agg": loss_agg, "loss": total + pcfg.agreement_weight * loss_agg}
 
 
 def reference_step(model, optimizer, frames_t, frames_tp, pcfg, generator):

@@ -341,6 +341,7 @@ def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> f
     dec = 2 * t * d * de + _vit_forward_flops(t, de, cfg.decoder_depth, cfg.mlp_ratio) \
         + 2 * t * de * cfg.patch_size ** 2 * cfg.in_chans
     trained = 2 * enc + dma + dec  # Ĩ_t and I_{t+δ} through the student, DMA, decoder
+    no_input_grad = 0.0  # the patch embedding's input is an image: its backward has no input gradient
     teacher = 0.0
     if cfg.use_poi:
         if cfg.poi_variant == "mse":
@@ -348,6 +349,7 @@ def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> f
             heads = 2 * (d * 2 * p + 2 * p * p) + 2 * (p * 2 * p + 2 * p * p)
             trained += enc + heads
             teacher = enc + heads / 2
+            no_input_grad = 3 * embed
         else:
             h, bn, o = cfg.dino_hidden_dim, cfg.dino_bottleneck_dim, cfg.dino_out_dim
             head = 2 * (d * h + h * h + h * bn + bn * o)
@@ -357,4 +359,7 @@ def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> f
                                                                                             cfg.mlp_ratio)
             trained += enc + head + pcfg.local_crops * (enc_small + head)
             teacher = enc + head
-    return float(pairs * (3 * trained + teacher))
+            no_input_grad = (3 + pcfg.local_crops) * embed
+    else:
+        no_input_grad = 2 * embed
+    return float(pairs * (3 * trained + teacher - no_input_grad))

@@ -1,0 +1,108 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from micronbert.config import PretrainConfig, preset
+from micronbert.data.shards import write_shards
+from micronbert.train.pretrain import pretrain, pretrain_step_flops
+
+
+def _log(out):
+    with open(out / "log.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _assert_close(a_dir, b_dir, atol):
+    a, b = load_file(str(a_dir / "model.safetensors")), load_file(str(b_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= atol, worst
+    return worst
+
+
+def test_accumulation_of_two_half_batches_equals_one_full_batch(tmp_path, face_frames_dir):
+    # No swap and no crops: the loss is then a deterministic function of the pairs, so 2 × (B/2) with
+    # accumulation must give the step that B gives (up to float summation order).
+    cfg = preset("test", use_poi=False)
+    base = dict(steps=3, batch_size=4, warmup_steps=1, log_every=1, ckpt_every=100, seed=2, use_swap=False)
+    pretrain([str(face_frames_dir)], tmp_path / "one", cfg, PretrainConfig(**base), show_progress=False)
+    pretrain([str(face_frames_dir)], tmp_path / "acc", cfg, PretrainConfig(**base, accum_steps=2), show_progress=False)
+    _assert_close(tmp_path / "one", tmp_path / "acc", 1e-5)
+    la, lb = _log(tmp_path / "one"), _log(tmp_path / "acc")
+    for ra, rb in zip(la, lb):
+        assert ra["lr"] == rb["lr"] and abs(float(ra["loss"]) - float(rb["loss"])) < 1e-5
+
+
+def _cli_configs(extra):
+    from micronbert.cli import build_parser
+    from micronbert.commands.pretrain import pretrain_configs
+
+    return pretrain_configs(build_parser().parse_args(["pretrain", "--out", "x", *extra]))
+
+
+@pytest.mark.slow
+def test_resume_on_two_ranks_continues_a_one_rank_run(tmp_path, face_frames_dir):
+    """1 rank × accumulation 2 for 4 steps, then resumed under torchrun on 2 gloo ranks × accumulation 1
+    to step 8: the same global batches, swap masks and crops (drawn per global micro-batch), the same
+    learning rate at every step, so the same weights as an uninterrupted 1-rank run up to float error."""
+    common = ["--preset", "test", "--steps", "8", "--batch-size", "4", "--warmup-steps", "2", "--log-every", "1",
+              "--ckpt-every", "4", "--seed", "5", "--lr", "1e-3"]
+    cfg, pcfg1 = _cli_configs([*common, "--accum-steps", "2"])
+    frames = [str(face_frames_dir)]
+    pretrain(frames, tmp_path / "whole", cfg, pcfg1, show_progress=False, device="cpu")
+    part = pretrain(frames, tmp_path / "moved", cfg, pcfg1, stop_after=4, show_progress=False, device="cpu")
+    assert part["steps_run"] == 4 and not part["finished"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MICRONBERT_PROGRESS": "0"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "micronbert",
+           "pretrain", *common, "--accum-steps", "1", "--frames", *frames, "--out", str(tmp_path / "moved"),
+           "--device", "cpu", "--resume"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "moved" / "run.json").read_text())["world_size"] == 2
+
+    whole, moved = _log(tmp_path / "whole"), _log(tmp_path / "moved")
+    assert [r["step"] for r in moved] == [str(s) for s in range(1, 9)]  # steps 1-4 kept, 5-8 from the 2-rank run
+    assert [r["lr"] for r in moved] == [r["lr"] for r in whole]  # the schedule continues where it stopped
+    assert [r["epoch"] for r in moved] == [r["epoch"] for r in whole]  # same pairs consumed per step
+    for a, b in zip(whole, moved):
+        assert abs(float(a["loss"]) - float(b["loss"])) < 1e-4, (a, b)
+    worst = _assert_close(tmp_path / "whole", tmp_path / "moved", 1e-4)
+    assert worst < 1e-4
+
+
+def test_pretraining_on_shards_resumes_exactly(tmp_path, face_frames_dir):
+    shards = tmp_path / "shards"
+    write_shards([str(face_frames_dir)], shards, size=4, img_size=32)
+    cfg = preset("test")
+    pcfg = PretrainConfig(steps=6, batch_size=2, warmup_steps=1, log_every=3, ckpt_every=3, seed=1)
+    s = pretrain([str(shards)], tmp_path / "a", cfg, pcfg, show_progress=False)
+    assert s["finished"] and s["pairs"] == 16
+    pretrain([str(shards)], tmp_path / "b", cfg, pcfg, stop_after=3, show_progress=False)
+    pretrain([str(shards)], tmp_path / "b", cfg, pcfg, resume=True, show_progress=False)
+    _assert_close(tmp_path / "a", tmp_path / "b", 0.0)  # the stream skipped to step 3 exactly
+    assert [r["loss"] for r in _log(tmp_path / "a")] == [r["loss"] for r in _log(tmp_path / "b")]
+
+
+@pytest.mark.parametrize("use_poi", [True, False])
+def test_analytic_step_flops_match_a_counted_step(use_poi):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from micronbert.model.mubert import MicronBertModel
+
+    cfg = preset("test", dma_chunk=0, use_poi=use_poi)  # naive DMA: the counter sees the model's products
+    pcfg = PretrainConfig()
+    model = MicronBertModel(cfg)
+    x = torch.randn(1, 3, cfg.img_size, cfg.img_size)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model.pretrain_losses(x, x.flip(-1), pcfg)["loss"].backward()
+    analytic = pretrain_step_flops(cfg, pcfg, 1)
+    assert abs(analytic / counter.get_total_flops() - 1) < 0.01
+    assert pretrain_step_flops(cfg, pcfg, 8) == 8 * analytic
