@@ -32,4 +32,4 @@ def run(args) -> int:
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if args.full_finetune:
         cfg = dataclasses.replace(cfg, freeze_encoder=False)
-    return run_demo(args.out, cfg, log=lambda m: print(m, flush=True))
+    return run_demo(args.out, cfg)

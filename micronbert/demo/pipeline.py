@@ -34,6 +34,16 @@ RUN_TITLES = {"micronbert": "μ-BERT (pretrained, DMA + PoI)", "no-dma": "no-DMA
               "flow-cnn": "optical-flow CNN baseline", "shuffled": "μ-BERT, labels shuffled (control)"}
 
 
+def run_title(run: str) -> str:
+    if run.startswith("shuffled-"):  # further permutations of the control
+        return f"{RUN_TITLES['shuffled']} #{run.split('-', 1)[1]}"
+    return RUN_TITLES[run]
+
+
+def shuffled_runs(n: int) -> list[str]:
+    return ["shuffled"] + [f"shuffled-{k}" for k in range(2, n + 1)]
+
+
 @dataclass
 class DemoConfig:
     subjects: int = 8
@@ -49,12 +59,13 @@ class DemoConfig:
     real_videos: tuple[str, ...] = ("single_face.mp4", "WolfgangLanger_Pexels.mp4")
     seed: int = 0
     parallel: int = 2
+    shuffles: int = 3            # permutations in the label-shuffled control (one is a noisy control)
 
     @classmethod
     def quick(cls) -> "DemoConfig":
         """Seconds instead of minutes: for tests of the orchestration, not for numbers."""
         return cls(subjects=3, clips_per_subject=3, frames=6, pretrain_steps=3, pretrain_batch=4, epochs=2,
-                   predict_max_frames=24, real_videos=("single_face.mp4",))
+                   predict_max_frames=24, real_videos=("single_face.mp4",), shuffles=1)
 
 
 @dataclass
@@ -83,21 +94,50 @@ class Demo:
     # -- helpers -------------------------------------------------------------------------------------
     def cli(self, *argv: str, quiet: bool = False) -> int:
         """Run a micronbert command in this process (its output goes to the terminal unless quiet)."""
-        from contextlib import redirect_stdout
+        from contextlib import redirect_stderr, redirect_stdout
         import io
 
         from micronbert.cli import main
 
         argv = [str(a) for a in argv]
-        if quiet:
-            buf = io.StringIO()
-            with redirect_stdout(buf):
-                rc = main(argv)
-            (self.out / "logs").mkdir(parents=True, exist_ok=True)
-            (self.out / "logs" / f"{argv[0]}.log").write_text(buf.getvalue())
-        else:
+        if not quiet:
+            return main(argv)
+        buf = io.StringIO()
+        with redirect_stdout(buf), redirect_stderr(buf):
             rc = main(argv)
+        (self.out / "logs").mkdir(parents=True, exist_ok=True)
+        log = self.out / "logs" / f"{argv[0]}.log"
+        with log.open("a") as fh:
+            fh.write(f"$ micronbert {' '.join(argv)}\n{buf.getvalue()}\n")
+        if rc != 0:
+            self.log(f"    micronbert {argv[0]} exited with {rc}; last lines of {log}:")
+            for line in buf.getvalue().strip().splitlines()[-5:]:
+                self.log(f"      {line}")
         return rc
+
+    def watch(self, status: Callable[[], str], every: float = 20.0):
+        """While the with-block runs, print status() every `every` seconds (long in-process stages)."""
+        import threading
+        from contextlib import contextmanager
+
+        @contextmanager
+        def ctx():
+            stop = threading.Event()
+
+            def loop():
+                while not stop.wait(every):
+                    try:
+                        self.log(f"    ... {status()}")
+                    except Exception:
+                        pass
+            t = threading.Thread(target=loop, daemon=True)
+            t.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                t.join()
+        return ctx()
 
     def has_command(self, name: str) -> bool:
         import importlib.util
@@ -181,33 +221,46 @@ class Demo:
             n_syn += 1
         shutil.rmtree(self.pretrained, ignore_errors=True)
         c = self.cfg
-        rc = self.cli("pretrain", "--frames", *(real + [frames / "synthetic"]), "--out", self.pretrained,
-                      "--preset", "tiny", "--steps", c.pretrain_steps, "--batch-size", c.pretrain_batch,
-                      "--warmup-steps", max(1, c.pretrain_steps // 10), "--log-every", max(1, c.pretrain_steps // 30),
-                      "--ckpt-every", c.pretrain_steps, "--fps", 30, "--seed", c.seed, quiet=True)
+
+        def status() -> str:
+            import csv
+
+            rows = list(csv.DictReader((self.pretrained / "log.csv").open()))
+            last = rows[-1]
+            return f"pretrain step {last['step']}/{c.pretrain_steps}, loss {float(last['loss']):.3f}"
+
+        with self.watch(status):
+            rc = self.cli("pretrain", "--frames", *(real + [frames / "synthetic"]), "--out", self.pretrained,
+                          "--preset", "tiny", "--steps", c.pretrain_steps, "--batch-size", c.pretrain_batch,
+                          "--warmup-steps", max(1, c.pretrain_steps // 10),
+                          "--log-every", max(1, c.pretrain_steps // 30), "--ckpt-every", c.pretrain_steps,
+                          "--fps", 30, "--seed", c.seed, quiet=True)
         if rc != 0 or not (self.pretrained / "model.safetensors").is_file():
             raise RuntimeError(f"pretrain exited with {rc}")
         return {"detail": f"{c.pretrain_steps} steps × {c.pretrain_batch} pairs on {len(real)} real face videos "
                           f"+ {n_syn} synthetic clips"}
 
-    def _shuffled_samples(self) -> Path:
-        """A copy of the sample table with the emotions permuted across samples (class counts kept)."""
+    def _shuffled_samples(self, run: str = "shuffled") -> Path:
+        """A copy of the sample table with the emotions permuted across samples (class counts kept);
+        each shuffled run has its own permutation."""
         import numpy as np
         import pandas as pd
 
         from micronbert.data.samples import read_samples, write_samples
 
         df = read_samples(self.samples)
-        rng = np.random.default_rng(self.cfg.seed + 12345)
+        k = shuffled_runs(self.cfg.shuffles).index(run) if run in shuffled_runs(self.cfg.shuffles) else 0
+        rng = np.random.default_rng([self.cfg.seed, 12345, k])
         df["emotion"] = df["emotion"].to_numpy()[rng.permutation(len(df))]
-        path = self.out / "samples_shuffled.csv"
+        path = self.out / f"samples_{run}.csv"
         write_samples(df, path)
         return path
 
     def eval_argv(self, run: str) -> list[str]:
         c = self.cfg
-        samples = self._shuffled_samples() if run == "shuffled" else self.samples
-        model = "micronbert" if run == "shuffled" else run
+        shuffled = run.startswith("shuffled")
+        samples = self._shuffled_samples(run) if shuffled else self.samples
+        model = "micronbert" if shuffled else run
         argv = ["evaluate", "--samples", str(samples), "--protocol", PROTOCOL, "--cache", str(self.cache),
                 "--model", model, "--out", str(self.results / run), "--seed", str(c.seed), "--threads", "1",
                 "--overwrite"]
@@ -226,7 +279,7 @@ class Demo:
         self.results.mkdir(parents=True)
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "MICRONBERT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-        queue = list(RUNS)
+        queue = [r for r in RUNS if r != "shuffled"] + shuffled_runs(self.cfg.shuffles)
         running: dict[str, tuple[subprocess.Popen, float, object]] = {}
         done: dict[str, dict] = {}
         last_note = time.perf_counter()
@@ -336,7 +389,9 @@ class Demo:
 
 def load_results(results_dir) -> dict[str, dict]:
     out = {}
-    for run in RUNS:
+    extra = sorted((p.name for p in Path(results_dir).glob("shuffled-*") if p.is_dir()),
+                   key=lambda n: int(n.split("-")[1]) if n.split("-")[1].isdigit() else 0)
+    for run in list(RUNS) + extra:
         p = Path(results_dir) / run / "metrics.json"
         if p.is_file():
             out[run] = json.loads(p.read_text())
@@ -350,9 +405,28 @@ def metrics_table(results_dir) -> str:
         return "no evaluation results"
     lines = [f"{'model':44s} {'UF1':>6s} {'UAR':>6s} {'acc':>6s} {'n':>4s}"]
     for run, m in res.items():
-        lines.append(f"{RUN_TITLES[run]:44s} {m['uf1']:6.3f} {m['uar']:6.3f} {m['accuracy']:6.3f} {m['n_samples']:4d}")
+        lines.append(f"{run_title(run):44s} {m['uf1']:6.3f} {m['uar']:6.3f} {m['accuracy']:6.3f} {m['n_samples']:4d}")
+    sh = shuffled_summary(res)
+    if sh and sh["n"] > 1:
+        lines.append(f"{'shuffled control, mean of ' + str(sh['n']) + ' permutations':44s} {sh['uf1']:6.3f} "
+                     f"{sh['uar']:6.3f}")
     return "\n".join(lines)
 
 
-def run_demo(out, cfg: DemoConfig | None = None, log: Callable[[str], None] = print) -> int:
-    return Demo(out, cfg or DemoConfig(), log).run()
+def shuffled_summary(res: dict[str, dict]) -> dict | None:
+    runs = [m for r, m in res.items() if r.startswith("shuffled")]
+    if not runs:
+        return None
+    return {"n": len(runs), "uf1": sum(m["uf1"] for m in runs) / len(runs),
+            "uar": sum(m["uar"] for m in runs) / len(runs), "uf1_values": [m["uf1"] for m in runs]}
+
+
+def terminal_log() -> Callable[[str], None]:
+    """print to the stdout of now: the stages redirect sys.stdout into their logs while commands run,
+    and the progress thread must still reach the terminal."""
+    stream = sys.stdout
+    return lambda message: print(message, file=stream, flush=True)
+
+
+def run_demo(out, cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None) -> int:
+    return Demo(out, cfg or DemoConfig(), log or terminal_log()).run()

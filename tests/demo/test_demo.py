@@ -38,6 +38,7 @@ def test_quick_demo_runs_every_stage(quick_demo, capsys):
     import pandas as pd
 
     a, b = pd.read_csv(out / "samples.csv"), pd.read_csv(out / "samples_shuffled.csv")
+    assert list(a["emotion"]) != list(b["emotion"])
     assert list(a["sample_id"]) == list(b["sample_id"])
     assert sorted(a["emotion"]) == sorted(b["emotion"])
     assert (out / "predict" / "predictions.csv").is_file()
