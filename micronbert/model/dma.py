@@ -119,12 +119,14 @@ class _DiagonalAttentionFlashCPU(torch.autograd.Function):
 def diagonal_attention(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int = 256) -> torch.Tensor:
     """diag(softmax(q kᵀ · scale)) without materialising the N×N matrix. q, k: (…, N, d).
 
-    chunk <= 0: the naive reference. float32/64 on CPU: the fused kernel path (chunk unused; the
-    kernel picks its own blocks). Otherwise (CUDA, bf16/fp16): `chunk` query rows at a time.
+    chunk <= 0: the naive reference. float32/64 on CPU with gradients: the fused kernel path (chunk
+    unused; the kernel picks its own blocks). Otherwise (CUDA, bf16/fp16, and inference, where the
+    fused path's P k product would be wasted): `chunk` query rows at a time.
     """
     if chunk <= 0:
         return diagonal_attention_naive(q, k, scale)
-    if (_FLASH_CPU is not None and q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64)
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+    if (needs_grad and _FLASH_CPU is not None and q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64)
             and k.dtype == q.dtype and q.dim() == 4 and q.is_contiguous() and k.is_contiguous()):
         return _DiagonalAttentionFlashCPU.apply(q, k, scale)
     return _DiagonalAttention.apply(q, k, scale, chunk)

@@ -106,3 +106,29 @@ def test_analytic_step_flops_match_a_counted_step(use_poi):
     analytic = pretrain_step_flops(cfg, pcfg, 1)
     assert abs(analytic / counter.get_total_flops() - 1) < 0.01
     assert pretrain_step_flops(cfg, pcfg, 8) == 8 * analytic
+
+
+def test_every_dma_path_matches_the_naive_one():
+    # The fused CPU path (training), the chunked path (CUDA, bf16, inference) and the naive reference.
+    from micronbert.model.dma import _DiagonalAttention, diagonal_attention, diagonal_attention_naive
+
+    torch.manual_seed(0)
+    q = torch.randn(2, 2, 70, 16, requires_grad=True)
+    k = torch.randn(2, 2, 70, 16, requires_grad=True)
+    up = torch.randn(2, 2, 70)
+    grads = []
+    for fn in (lambda: diagonal_attention(q, k, 0.3, 32), lambda: _DiagonalAttention.apply(q, k, 0.3, 32),
+               lambda: diagonal_attention_naive(q, k, 0.3)):
+        q.grad = k.grad = None
+        out = fn()
+        (out * up).sum().backward()
+        grads.append((out.detach(), q.grad.clone(), k.grad.clone()))
+    for got in grads[:2]:
+        for a, b in zip(got, grads[2]):
+            assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    with torch.no_grad():  # inference takes the chunked path
+        assert torch.allclose(diagonal_attention(q, k, 0.3, 32), grads[2][0], atol=1e-5, rtol=0)
+    # bf16 inputs take the chunked path with fp32 sums
+    qb, kb = q.detach().bfloat16().requires_grad_(), k.detach().bfloat16().requires_grad_()
+    (diagonal_attention(qb, kb, 0.3, 32).float() * up).sum().backward()
+    assert torch.allclose(qb.grad.float(), grads[2][1], atol=0.05) and torch.allclose(kb.grad.float(), grads[2][2], atol=0.05)
