@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -204,7 +204,8 @@ def _place(person: Person, lay: Layout, rng: np.random.Generator, variant: int) 
     centre = np.array([lay.width / 2 + rng.uniform(-0.05, 0.05) * lay.width,
                        lay.height * 0.42 + rng.uniform(-0.04, 0.04) * lay.height])
     m = _similarity(lay.iod * size_jitter / iod, roll - angle_now, (le + re) / 2, centre)
-    base = cv2.warpAffine(img, m, (lay.width, lay.height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)  # reflecting would mirror the face into a second one
+    # replicate, not reflect, the border: reflecting would mirror the face into a second one
+    base = cv2.warpAffine(img, m, (lay.width, lay.height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     base = base.astype(np.float32)
     if variant:  # tone: gamma and a colour cast, so the variant does not look like the same photo
         gamma = rng.choice([0.75, 1.3])
@@ -215,7 +216,8 @@ def _place(person: Person, lay: Layout, rng: np.random.Generator, variant: int) 
 
 # iBUG 68 mirror permutation (image left <-> right), so a mirrored face keeps the landmark convention.
 _MIRROR = np.array(list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
-                   + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40] + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
+                   + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
+                   + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
                    + [64, 63, 62, 61, 60, 67, 66, 65])
 
 
@@ -374,7 +376,8 @@ class SynthClip:
                 "distinct_person": self.distinct, "emotion": self.emotion, "aus": "+".join(self.aus),
                 "regions": ";".join(regions), "onset": self.numbers[0], "apex": self.numbers[self.apex_pos],
                 "offset": self.numbers[-1], "amplitude_px224": round(self.amplitude224, 3),
-                "blink": "" if self.blink is None else f"{self.numbers[self.blink[0]]}-{self.numbers[self.blink[1] - 1]}",
+                "blink": ("" if self.blink is None
+                          else f"{self.numbers[self.blink[0]]}-{self.numbers[self.blink[1] - 1]}"),
                 "head_px224": round(float(np.hypot(*self.head[:2])) * s, 3) if self.head is not None else 0.0,
                 "light_gain": round(self.light[0], 4), "noise_sigma": round(self.noise, 3), "jpeg_quality": self.jpeg,
                 "bumps": json.dumps([b.to_dict(to_crop) for b in self.bumps]),
@@ -553,7 +556,7 @@ def synthesize(fmt: str, out, subjects: int = 8, clips_per_subject: int = 6, amp
                "frames_per_clip": len(clips[0].numbers), "fps": LAYOUTS[fmt].fps,
                "classes": counts, "distinct_people": people["distinct_people"],
                "subject_people": people["subjects"],
-               "distractions": {k: getattr(distractions or Distractions(), k) for k in Distractions.__dataclass_fields__}}
+               "distractions": asdict(distractions or Distractions())}
     atomic_write_json(Path(out) / SETTINGS_NAME, summary)
     return summary
 

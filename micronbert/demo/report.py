@@ -132,7 +132,8 @@ def write_report(demo) -> Path:
     syn = next((s.data.get("summary") for s in demo.stages if s.name == "synth" and s.ok), None)
     if syn:
         parts.append(f"<p>{syn['samples']} clips of {syn['frames_per_clip']} frames; {syn['subjects']} subjects "
-                     f"from {len(syn['distinct_people'])} distinct real people ({html.escape(', '.join(syn['distinct_people']))}); "
+                     f"from {len(syn['distinct_people'])} distinct real people "
+                     f"({html.escape(', '.join(syn['distinct_people']))}); "
                      f"action amplitude {syn['amplitude_px224']} px at the 224-px face scale (×0.7-1.3 per sample); "
                      f"classes {html.escape(json.dumps(syn['classes']))}.</p>")
     parts.append("<h2>Stages</h2>" + _table(["stage", "status", "seconds", "detail"], [
@@ -148,7 +149,8 @@ def write_report(demo) -> Path:
         sh = shuffled_summary(res)
         if sh and sh["n"] > 1:
             parts.append(f"<p>Shuffled control, mean of {sh['n']} permutations: UF1 {sh['uf1']:.3f}, UAR "
-                         f"{sh['uar']:.3f} (UF1 per permutation: {', '.join(f'{v:.3f}' for v in sh['uf1_values'])}).</p>")
+                         f"{sh['uar']:.3f} (UF1 per permutation: "
+                         f"{', '.join(f'{v:.3f}' for v in sh['uf1_values'])}).</p>")
         parts.append("<p class=note>The shuffled control is μ-BERT trained and scored on copies of the sample "
                      "table whose labels were permuted across samples: what a model scores when labels carry no "
                      "signal (chance UF1 is about 0.33 for 3 balanced classes; with 48 samples one permutation "

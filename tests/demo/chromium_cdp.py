@@ -99,8 +99,8 @@ class Browser:
             if ready:
                 chunk = os.read(self._resp_r, 1 << 16)
                 if not chunk:
-                    raise RuntimeError("chromium closed the debugging pipe: "
-                                       + (self.proc.stderr.read().decode(errors="replace")[-500:] if self.proc.stderr else ""))
+                    err = self.proc.stderr.read().decode(errors="replace")[-500:] if self.proc.stderr else ""
+                    raise RuntimeError(f"chromium closed the debugging pipe: {err}")
                 self._buf += chunk
         msg, self._buf = self._buf.split(b"\0", 1)
         return json.loads(msg)
@@ -162,7 +162,8 @@ def render(binary: str, html_path: Path, timeout: float = 60.0) -> dict:
         for e in b.events:
             m, p = e.get("method"), e.get("params", {})
             if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                errors.append("console: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+                args = (str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+                errors.append("console: " + " ".join(args))
             elif m == "Runtime.exceptionThrown":
                 d = p.get("exceptionDetails", {})
                 errors.append(f"exception: {d.get('text')} {d.get('exception', {}).get('description', '')}")
