@@ -6,7 +6,8 @@ two are timed alternately so load from other processes hits both alike.
 
 Before timing, both compute the loss for the same weights and random draws: they must agree
 (`check.max_rel_diff`). Figures: pairs/s (median step time), peak extra memory of one step, achieved
-FLOP/s from the analytic FLOP count (micronbert.train.pretrain.pretrain_step_flops) and, on CUDA,
+FLOP/s from the analytic FLOP count (pairs/s and FLOP/s from the fastest timed step: load from
+other processes only adds time; medians beside them) (micronbert.train.pretrain.pretrain_step_flops) and, on CUDA,
 MFU against the device's bf16 peak. `speedup` = ours pairs/s ÷ reference pairs/s (float32 both);
 `speedup_cpu_bf16` uses our step under CPU bf16 autocast where the CPU has native bf16.
 Usage: python benchmarks/pretrain_step.py [--quick] [--preset small] [--batch 4] [--repeats 2] [--device cpu]
@@ -112,10 +113,13 @@ def main(argv=None) -> int:
     for k, fn in variants.items():
         _, peak = C.peak_memory(lambda: run(fn), args.device)
         med = statistics.median(times[k])
-        r = {"pairs_per_s": round(batch / med, 4), **C.summary(times[k]), "peak_extra_mib": C.mib(peak),
-             "achieved_tflops": round(flops / med / 1e12, 5)}
+        best = min(times[k])
+        # Other jobs sharing the cores only ever add time: the fastest step is the robust figure,
+        # the median is given beside it.
+        r = {"pairs_per_s": round(batch / best, 4), "pairs_per_s_median": round(batch / med, 4), **C.summary(times[k]),
+             "peak_extra_mib": C.mib(peak), "achieved_tflops": round(flops / best / 1e12, 5)}
         if peak_flops:
-            r["mfu"] = round(flops / med / peak_flops, 4)
+            r["mfu"] = round(flops / best / peak_flops, 4)
         results[k] = r
     out = {"benchmark": "pretrain_step", "machine": C.machine(args.device), "commit": C.git_commit(),
            "preset": name, "batch_pairs": batch, "img_size": cfg.img_size, "tokens": cfg.num_patches,
@@ -124,9 +128,12 @@ def main(argv=None) -> int:
            else "peak RSS above the pre-step RSS (VmHWM reset; glibc mmap threshold 64 KiB)",
            "check": check,
            "speedup": round(results["ours"]["pairs_per_s"] / results["reference"]["pairs_per_s"], 3),
+           "speedup_median": round(results["ours"]["pairs_per_s_median"] / results["reference"]["pairs_per_s_median"], 3),
            "results": results}
     if "ours_cpu_bf16" in results:
         out["speedup_cpu_bf16"] = round(results["ours_cpu_bf16"]["pairs_per_s"] / results["reference"]["pairs_per_s"], 3)
+        out["speedup_cpu_bf16_median"] = round(results["ours_cpu_bf16"]["pairs_per_s_median"]
+                                               / results["reference"]["pairs_per_s_median"], 3)
     if "ours_compiled" in results:
         out["speedup_compiled"] = round(results["ours_compiled"]["pairs_per_s"] / results["reference"]["pairs_per_s"], 3)
     C.emit(out)
