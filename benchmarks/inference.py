@@ -44,7 +44,6 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", default="tiny,small")
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)

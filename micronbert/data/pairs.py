@@ -7,7 +7,6 @@ ranks continues the same global schedule.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from micronbert.data.frames import is_image, is_video, list_frames, read_image, video_info, iter_video
+from micronbert.data.frames import is_video, list_frames, read_image, video_info, iter_video
 from micronbert.errors import MicronbertError
 
 

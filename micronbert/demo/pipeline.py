@@ -244,7 +244,6 @@ class Demo:
         """A copy of the sample table with the emotions permuted across samples (class counts kept);
         each shuffled run has its own permutation."""
         import numpy as np
-        import pandas as pd
 
         from micronbert.data.samples import read_samples, write_samples
 

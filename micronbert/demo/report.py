@@ -92,7 +92,6 @@ def sample_panels(demo, n: int = 3) -> tuple[list[tuple[str, bytes]], list[dict]
     cache = FaceCache(demo.cache)
     actions = read_actions(demo.data_root)
     stats, figs, seen, seen_subjects = [], [], set(), set()
-    size = cfg.img_size
     for row in actions.itertuples():
         if not cache.has(row.dataset, row.sample_id):
             continue
@@ -126,7 +125,7 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 def write_report(demo) -> Path:
     from micronbert.demo.pipeline import load_results, run_title, shuffled_summary
 
-    parts = [f"<h1>micronbert demo</h1><p class=note>μ-BERT on a synthetic micro-expression benchmark made "
+    parts = ["<h1>micronbert demo</h1><p class=note>μ-BERT on a synthetic micro-expression benchmark made "
              f"from real built-in faces, CASME II layout, protocol megc2019 (3 classes), leave-one-subject-out. "
              f"Everything here was computed by <code>micronbert demo</code> on this machine.</p>"]
     syn = next((s.data.get("summary") for s in demo.stages if s.name == "synth" and s.ok), None)

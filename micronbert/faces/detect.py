@@ -103,7 +103,19 @@ def _gray_or_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-class DlibDetector:
+class _BoxDetector:
+    """A detector defined by its `boxes(image)`: the largest box gets the 68 landmarks."""
+
+    def detect(self, image: np.ndarray) -> Detection | None:
+        boxes = self.boxes(image)
+        if not boxes:
+            return None
+        i, notes = _largest(boxes)
+        box = np.array(boxes[i], dtype=np.float64)
+        return Detection(box, landmarks_in_box(image, box), len(boxes), notes)
+
+
+class DlibDetector(_BoxDetector):
     """dlib HOG frontal detector; faces smaller than ~80 px (after downscaling) are missed, so
     a miss at the downscaled size is retried once with upsampling when the image is small."""
 
@@ -124,16 +136,9 @@ class DlibDetector:
             rects = self._detector(small, 1)
         return [(r.left() * back, r.top() * back, r.right() * back, r.bottom() * back) for r in rects]
 
-    def detect(self, image: np.ndarray) -> Detection | None:
-        boxes = self.boxes(image)
-        if not boxes:
-            return None
-        i, notes = _largest(boxes)
-        box = np.array(boxes[i], dtype=np.float64)
-        return Detection(box, landmarks_in_box(image, box), len(boxes), notes)
 
 
-class HaarDetector:
+class HaarDetector(_BoxDetector):
     """OpenCV Haar cascade (frontal face) with dlib landmarks: a fallback when dlib's HOG misses."""
 
     name = "haar"
@@ -165,13 +170,6 @@ class HaarDetector:
             out.append((cx - half, cy - half, cx + half, cy + half))
         return out
 
-    def detect(self, image: np.ndarray) -> Detection | None:
-        boxes = self.boxes(image)
-        if not boxes:
-            return None
-        i, notes = _largest(boxes)
-        box = np.array(boxes[i], dtype=np.float64)
-        return Detection(box, landmarks_in_box(image, box), len(boxes), notes)
 
 
 class FallbackDetector:

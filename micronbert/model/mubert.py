@@ -10,7 +10,6 @@ Recognition uses `micro_features` on (onset, apex) in place of (Ĩ_t, I_{t+δ}).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from micronbert.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PretrainConfig

@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -221,7 +221,27 @@ class PairData:
         return int(self.onset.shape[1])
 
 
-class MicronBertMethod:
+class TrainedMethod:
+    """What every method shares: seeded fit with the recipe's loop, batched predict, save.
+    A method provides build(), batch_logits(model) and param_groups(model)."""
+
+    def fit(self, train_idx, labels, seed: int, val_idx=None, desc: str = "train") -> tuple[nn.Module, dict]:
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = self.build()
+        val = _val_scorer(self, model, val_idx, labels) if val_idx is not None and len(val_idx) else None
+        info = train_loop(model, self.batch_logits(model), train_idx, labels, len(self.classes), self.recipe,
+                          self.param_groups(model), gen, self.device, desc, val)
+        return model, info
+
+    def predict(self, model, idx) -> np.ndarray:
+        return predict_proba(model, self.batch_logits(model), np.asarray(idx), self.recipe.eval_batch_size)
+
+    def save(self, model, out_dir, protocol: str, aligned: bool = True, **extra) -> Path:
+        return save_classifier(out_dir, model, self.classes, protocol, self.recipe, aligned=aligned, **extra)
+
+
+class MicronBertMethod(TrainedMethod):
     """Builds, trains and applies a MicronBertClassifier with the recipe; one instance per evaluation."""
 
     model_type = "micronbert"
@@ -289,21 +309,8 @@ class MicronBertMethod:
             return model(normalise_images(onset), normalise_images(apex))
         return fn
 
-    def fit(self, train_idx, labels, seed: int, val_idx=None, desc: str = "train") -> tuple[nn.Module, dict]:
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        model = self.build()
-        groups = classifier_param_groups(model, self.recipe.weight_decay, self.recipe.layer_decay, self.cfg.depth)
-        val = _val_scorer(self, model, val_idx, labels) if val_idx is not None and len(val_idx) else None
-        info = train_loop(model, self.batch_logits(model), train_idx, labels, len(self.classes), self.recipe,
-                          groups, gen, self.device, desc, val)
-        return model, info
-
-    def predict(self, model, idx) -> np.ndarray:
-        return predict_proba(model, self.batch_logits(model), np.asarray(idx), self.recipe.eval_batch_size)
-
-    def save(self, model, out_dir, protocol: str, aligned: bool = True, **extra) -> Path:
-        return save_classifier(out_dir, model, self.classes, protocol, self.recipe, aligned=aligned, **extra)
+    def param_groups(self, model):
+        return classifier_param_groups(model, self.recipe.weight_decay, self.recipe.layer_decay, self.cfg.depth)
 
 
 def _val_scorer(method, model, val_idx, labels):

@@ -8,7 +8,6 @@ model has config.json "model_type": "flow-cnn" and "model": FlowConfig.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -16,8 +15,8 @@ import torch
 from torch import nn
 
 from micronbert.config import to_dict
-from micronbert.train.finetune import (BatchLogits, FinetuneConfig, PairData, _val_scorer, classifier_param_groups,
-                                       predict_proba, recipe_dict, save_classifier, train_loop)
+from micronbert.train.finetune import (BatchLogits, FinetuneConfig, PairData, TrainedMethod, classifier_param_groups,
+                                       recipe_dict)
 from micronbert.utils.progress import progress
 
 
@@ -73,7 +72,7 @@ def hflip_flow(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-x[:, :1], x[:, 1:]], 1)
 
 
-class FlowCNNMethod:
+class FlowCNNMethod(TrainedMethod):
     model_type = "flow-cnn"
 
     def __init__(self, classes: Sequence[str], recipe: FinetuneConfig, cfg: FlowConfig | None = None,
@@ -108,18 +107,5 @@ class FlowCNNMethod:
             return model(x)
         return fn
 
-    def fit(self, train_idx, labels, seed: int, val_idx=None, desc: str = "train"):
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        model = self.build()
-        groups = classifier_param_groups(model, self.recipe.weight_decay, 1.0, 0)
-        val = _val_scorer(self, model, val_idx, labels) if val_idx is not None and len(val_idx) else None
-        info = train_loop(model, self.batch_logits(model), train_idx, labels, len(self.classes), self.recipe,
-                          groups, gen, self.device, desc, val)
-        return model, info
-
-    def predict(self, model, idx) -> np.ndarray:
-        return predict_proba(model, self.batch_logits(model), np.asarray(idx), self.recipe.eval_batch_size)
-
-    def save(self, model, out_dir, protocol: str, aligned: bool = True, **extra) -> Path:
-        return save_classifier(out_dir, model, self.classes, protocol, self.recipe, aligned=aligned, **extra)
+    def param_groups(self, model):
+        return classifier_param_groups(model, self.recipe.weight_decay, 1.0, 0)  # no layer-wise decay

@@ -23,13 +23,12 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from micronbert.config import ModelConfig, PretrainConfig, from_dict, save_json, to_dict
+from micronbert.config import ModelConfig, PretrainConfig, save_json, to_dict
 from micronbert.data.pairs import FrameStore, PairBatches, PairSchedule, discover_sources
 from micronbert.data.shards import ShardPairStream, is_shard_dir
 from micronbert.errors import MicronbertError

@@ -78,7 +78,7 @@ def test_casme2_three_part_filename_and_bare_int_au(indexed):
 
 @pytest.mark.parametrize("cropped,folder", [(True, "Cropped"), ("updated", "Cropped-updated/Cropped")])
 def test_casme2_official_crops(tmp_path, cropped, folder):
-    fd = fake.fake_casme2(tmp_path, dirty=False, cropped=cropped)
+    fake.fake_casme2(tmp_path, dirty=False, cropped=cropped)
     df, report = index_dataset("casme2", tmp_path)
     assert len(report) == 0
     row = by_id(df, "sub01/EP02_01f")

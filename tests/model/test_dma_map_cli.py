@@ -2,7 +2,7 @@ import numpy as np
 
 from micronbert.cli import main
 from micronbert.config import preset
-from micronbert.data.frames import read_image, write_image
+from micronbert.data.frames import read_image
 from micronbert.infer.visualise import change_map, overlay
 from micronbert.model.checkpoint import save_model
 from micronbert.model.mubert import MicronBertModel

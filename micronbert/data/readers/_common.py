@@ -245,6 +245,22 @@ def list_clip(folder: Path, variant: str = "auto") -> list[tuple[int, str]]:
     return sorted(chosen.items())
 
 
+def subject_clip_rows(sheet, sheet_path, builder, subject_id):
+    """(row, cells, subject, clip, sample id) of the sheet rows that name a subject and a clip; the
+    others are excluded with their row number (sheets keyed by Subject + Filename: CASME II, SAMM)."""
+    for row, cells in sheet.rows:
+        subject = subject_id(cells["subject"])
+        clip = as_text(cells["filename"])
+        sid = f"{subject}/{clip}" if subject and clip else ""
+        if subject is None:
+            builder.exclude(sheet_path, row, sid, f"subject {cells['subject']!r} is not a subject number")
+            continue
+        if not clip:
+            builder.exclude(sheet_path, row, sid, "filename is empty")
+            continue
+        yield row, cells, subject, clip, sid
+
+
 def _check_option(name: str, value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise MicronbertError(f"{name} must be one of {list(allowed)}, not {value!r}")

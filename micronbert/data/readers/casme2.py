@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from micronbert.data.readers._common import (
-    Column, SampleBuilder, as_text, check_variant, child_dirs, find_sheet, load_sheet, require_root, to_int,
+    Column, SampleBuilder, as_text, subject_clip_rows, check_variant, child_dirs, find_sheet, load_sheet, require_root, to_int,
 )
 from micronbert.data.report import ValidationReport
 from micronbert.data.samples import make_table
@@ -73,16 +73,7 @@ def read(root, annotations=None, report: ValidationReport | None = None, *, vari
     sheet = load_sheet(sheet_path, COLUMNS, anchors=("subject", "filename"))
     base, used = frames_root(root, variant)
     builder = SampleBuilder(NAME, report, apex_policy, check_images, EMOTIONS)
-    for row, cells in sheet.rows:
-        subject = subject_id(cells["subject"])
-        clip = as_text(cells["filename"])
-        sid = f"{subject}/{clip}" if subject and clip else ""
-        if subject is None:
-            builder.exclude(sheet_path, row, sid, f"subject {cells['subject']!r} is not a subject number")
-            continue
-        if not clip:
-            builder.exclude(sheet_path, row, sid, "filename is empty")
-            continue
+    for row, cells, subject, clip, sid in subject_clip_rows(sheet, sheet_path, builder, subject_id):
         builder.add(file=sheet_path, row=row, subject=subject, sample_id=sid, clip=clip,
                     frames_dir=base / subject / clip, onset=cells["onset"], apex=cells["apex"],
                     offset=cells["offset"], emotion=cells["emotion"], aus=cells.get("aus"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from micronbert.data.readers._common import (
-    Column, SampleBuilder, as_text, child_dirs, find_sheet, load_sheet, require_root, to_int,
+    Column, SampleBuilder, subject_clip_rows, child_dirs, find_sheet, load_sheet, require_root, to_int,
 )
 from micronbert.data.report import ValidationReport
 from micronbert.data.samples import make_table
@@ -54,16 +54,7 @@ def read(root, annotations=None, report: ValidationReport | None = None, *, apex
     sheet = load_sheet(sheet_path, COLUMNS, anchors=("subject", "filename"))
     base = frames_root(root)
     builder = SampleBuilder(NAME, report, apex_policy, check_images, EMOTIONS)
-    for row, cells in sheet.rows:
-        subject = subject_id(cells["subject"])
-        clip = as_text(cells["filename"])
-        sid = f"{subject}/{clip}" if subject and clip else ""
-        if subject is None:
-            builder.exclude(sheet_path, row, sid, f"subject {cells['subject']!r} is not a subject number")
-            continue
-        if not clip:
-            builder.exclude(sheet_path, row, sid, "filename is empty")
-            continue
+    for row, cells, subject, clip, sid in subject_clip_rows(sheet, sheet_path, builder, subject_id):
         subject_dir = base / subject
         if not subject_dir.is_dir() and (base / subject.lstrip("0")).is_dir():
             subject_dir = base / subject.lstrip("0")
