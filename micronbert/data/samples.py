@@ -67,12 +67,18 @@ def read_sample_tables(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Concatenate several tables; (dataset, sample_id) must stay unique."""
     frames = [read_samples(p) for p in paths]
     df = pd.concat(frames, ignore_index=True) if frames else make_table([])
+    check_unique(df)
+    return df
+
+
+def check_unique(df: pd.DataFrame) -> None:
+    """(dataset, sample_id) must be unique; names the file and row when the table carries _file/_row."""
     dup = df.duplicated(["dataset", "sample_id"], keep=False)
     if dup.any():
         first = df[dup].iloc[0]
-        raise MicronbertError(f"sample ({first.dataset}, {first.sample_id}) appears more than once "
+        where = f"{first['_file']}:{first['_row']}: " if "_file" in df.columns and "_row" in df.columns else ""
+        raise MicronbertError(f"{where}sample ({first.dataset}, {first.sample_id}) appears more than once "
                               f"across the given sample tables")
-    return df
 
 
 def _coerce(df: pd.DataFrame, where: str) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from micronbert.data.report import ValidationReport
-from micronbert.data.samples import COLUMNS, SampleFrames, read_samples
+from micronbert.data.samples import COLUMNS, SampleFrames, check_unique, read_samples
 from micronbert.errors import MicronbertError
 from micronbert.faces.cache import FaceCache
 from micronbert.faces.template import DEFAULT_MARGIN, DEFAULT_SIZE, check_geometry
@@ -63,11 +63,7 @@ def load_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     if not parts:
         raise MicronbertError("no sample table given")
     df = pd.concat(parts, ignore_index=True)
-    dup = df.duplicated(["dataset", "sample_id"], keep=False)
-    if dup.any():
-        first = df[dup].iloc[0]
-        raise MicronbertError(f"{first._file}:{first._row}: sample ({first.dataset}, {first.sample_id}) "
-                              f"appears more than once across the given sample tables")
+    check_unique(df)
     return df
 
 
