@@ -62,6 +62,18 @@ def _step_generator(seed: int, step: int, rank: int, micro: int, device: torch.d
     return g
 
 
+def freeze_unused_parameters(model: MicronBertModel, cfg: ModelConfig) -> list[str]:
+    """Parameters the loss never reaches get requires_grad=False, so DDP (which refuses parameters
+    without a gradient) needs no find_unused_parameters scan, and AdamW's weight decay leaves them as
+    they are. Today: with dma_tie_qk the DMA uses to_q for the keys, so to_k is unused."""
+    frozen = []
+    if cfg.dma_tie_qk:
+        for name, p in model.dma.to_k.named_parameters():
+            p.requires_grad_(False)
+            frozen.append(f"dma.to_k.{name}")
+    return frozen
+
+
 def build_optimizer(model: nn.Module, pcfg: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW, fused into one kernel over all parameters where this torch supports it (CUDA, and CPU from
     torch 2.4), else the multi-tensor (foreach) version: never the per-parameter Python loop."""
@@ -102,11 +114,12 @@ def train_step(wrapped: nn.Module, model: MicronBertModel, optimizer, fa: torch.
     for m in range(pcfg.accum_steps):
         sl = slice(m * micro, (m + 1) * micro)
         sync = (m == pcfg.accum_steps - 1) or not distributed
-        ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
         gen = _step_generator(pcfg.seed, step, 0, rank * pcfg.accum_steps + m, fa.device)
-        with ctx, (autocast or contextlib.nullcontext()):
-            losses = wrapped(fa[sl], fb[sl], gen)
-        with ctx:
+        # One no_sync() context around both forward and backward: a context manager object can be
+        # entered only once, and DDP skips the all-reduce only when both happen inside it.
+        with (contextlib.nullcontext() if sync else wrapped.no_sync()):
+            with (autocast or contextlib.nullcontext()):
+                losses = wrapped(fa[sl], fb[sl], gen)
             (losses["loss"] / pcfg.accum_steps).backward()
         for k, v in losses.items():
             totals[k] = totals.get(k, 0.0) + v.detach() / pcfg.accum_steps
@@ -187,6 +200,7 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
                               f"({info.world} × {pcfg.accum_steps})")
 
     model = MicronBertModel(model_cfg).to(info.device)
+    freeze_unused_parameters(model, model_cfg)
     if init:
         state, init_cfg, _ = load_model_dir(init)
         if to_dict(init_cfg) != to_dict(model_cfg):

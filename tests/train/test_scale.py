@@ -77,6 +77,41 @@ def test_resume_on_two_ranks_continues_a_one_rank_run(tmp_path, face_frames_dir)
     assert worst < 1e-4
 
 
+@pytest.mark.slow
+def test_two_ranks_with_accumulation_equal_one_rank_with_the_same_global_batch(tmp_path, face_frames_dir):
+    """torchrun, 2 gloo ranks × accumulation 2 (each no_sync() context entered once) against 1 rank ×
+    accumulation 4: the same four global micro-batches, masks and crops, so the same weights. DMA's Q
+    and K are tied, so to_k gets no gradient: DDP must still run (to_k is frozen, not left unused)."""
+    common = ["--preset", "test", "--steps", "2", "--batch-size", "4", "--warmup-steps", "1", "--log-every", "1",
+              "--seed", "3", "--lr", "1e-3", "--dma-tie-qk"]
+    cfg, pcfg = _cli_configs([*common, "--accum-steps", "4"])
+    assert cfg.dma_tie_qk
+    frames = [str(face_frames_dir)]
+    pretrain(frames, tmp_path / "one", cfg, pcfg, show_progress=False, device="cpu")
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MICRONBERT_PROGRESS": "0"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "micronbert",
+           "pretrain", *common, "--accum-steps", "2", "--frames", *frames, "--out", str(tmp_path / "two"),
+           "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run["world_size"] == 2 and run["pretrain"]["accum_steps"] == 2
+    one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
+    assert [r["lr"] for r in one] == [r["lr"] for r in two]
+    for a, b in zip(one, two):
+        assert abs(float(a["loss"]) - float(b["loss"])) < 1e-5, (a, b)
+    _assert_close(tmp_path / "one", tmp_path / "two", 1e-4)  # all-reduce sums in another order
+    # the tied key projection kept its initial value while to_q trained
+    from micronbert.model.mubert import MicronBertModel
+
+    torch.manual_seed(3)
+    init = MicronBertModel(cfg).state_dict()
+    w = load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert torch.equal(w["dma.to_k.weight"], init["dma.to_k.weight"])
+    assert not torch.equal(w["dma.to_q.weight"], init["dma.to_q.weight"])
+
+
 def test_pretraining_on_shards_resumes_exactly(tmp_path, face_frames_dir):
     shards = tmp_path / "shards"
     write_shards([str(face_frames_dir)], shards, size=4, img_size=32)
