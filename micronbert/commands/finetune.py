@@ -5,7 +5,7 @@ HELP = "train the deployable classifier on all of a protocol's samples (same rec
 
 
 def configure(p):
-    from micronbert.commands.evaluate import add_data_args, add_recipe_args
+    from micronbert.commands._flags import add_data_args, add_recipe_args
 
     add_data_args(p)
     add_recipe_args(p)
@@ -17,12 +17,13 @@ def run(args):
 
     import numpy as np
 
-    from micronbert.commands.evaluate import (load_eval_table, pair_source, recipe_from_args, setup_threads,
-                                             warn_untrained)
+    from micronbert.commands._flags import (load_eval_table, recipe_from_args, setup_threads, warn_unaligned,
+                                            warn_untrained)
     from micronbert.data.report import ValidationReport
     from micronbert.errors import MicronbertError
-    from micronbert.train.finetune import build_method, resolve_device
-    from micronbert.train.loso import load_pairs, samples_sha256, split_validation
+    from micronbert.train.loso import samples_sha256, split_validation
+    from micronbert.train.methods import build_method, resolve_device
+    from micronbert.train.pairdata import load_pairs, pair_source
 
     setup_threads(args)
     warn_untrained(args)
@@ -31,9 +32,8 @@ def run(args):
     recipe = recipe_from_args(args)
     method = build_method(args.model, protocol.classes, recipe, args.init, args.preset, resolve_device(args.device),
                           args.size)
-    size = args.size or (method.cfg.img_size if args.model != "flow-cnn" else 112)
-    if not args.cache:
-        print("warning: no --cache: faces are not aligned (raw frames resized and centre-cropped)", file=sys.stderr)
+    size = args.size or method.input_size
+    warn_unaligned(args)
     table, data = load_pairs(table, pair_source(args.cache, size), report)
     for line in report.lines()[:20]:
         print(line, file=sys.stderr)

@@ -4,11 +4,24 @@ from __future__ import annotations
 HELP = ("pretraining-data scaling study: pretrain on nested fractions of the frames, evaluate each (and no "
         "pretraining) under one protocol and seed; writes scaling.csv/.md/.png")
 
-MODEL_SWITCHES = {"micronbert": [], "no-dma": ["--no-dma"], "no-poi": ["--no-poi"]}
+
+def pretrainable_models() -> list[str]:
+    """The --model names that pretraining can take: μ-BERT and its ablations that start from --init."""
+    from micronbert.train.methods import METHODS
+
+    return sorted(name for name, spec in METHODS.items() if spec.family == "mubert" and spec.uses_init)
+
+
+def pretrain_switches(model: str) -> list[str]:
+    """`micronbert pretrain` flags for a model's config switches (no-dma -> --no-dma, no-poi -> --no-poi)."""
+    from micronbert.train.methods import METHODS
+
+    flags = {"use_dma": "--no-dma", "use_poi": "--no-poi"}
+    return [flags[k] for k, v in METHODS[model].switches.items() if v is False]
 
 
 def configure(p):
-    from micronbert.commands.evaluate import add_data_args, add_mode_args
+    from micronbert.commands._flags import add_data_args, add_mode_args
 
     p.add_argument("--frames", nargs="+", required=True, metavar="PATH",
                    help="the pretraining pool: videos, frame folders, folders of those, or shard folders "
@@ -35,7 +48,7 @@ def configure(p):
     e = p.add_argument_group("evaluation (as `micronbert evaluate`)")
     add_data_args(e)
     add_mode_args(e)
-    e.add_argument("--model", default="micronbert", choices=sorted(MODEL_SWITCHES),
+    e.add_argument("--model", default="micronbert", choices=pretrainable_models(),
                    help="μ-BERT or an ablation; the ablation applies to pretraining and fine-tuning")
     e.add_argument("--freeze-encoder", action="store_true", help="fine-tune DMA/PoI/head only")
     e.add_argument("--eval-epochs", type=int, default=None, help="fine-tuning epochs per fold")
@@ -62,7 +75,7 @@ def pretrain_setup(args):
         argv += ["--lr", str(args.lr)]
     if args.warmup_steps is not None:
         argv += ["--warmup-steps", str(args.warmup_steps)]
-    argv += MODEL_SWITCHES[args.model] + shlex.split(args.pretrain_args or "")
+    argv += pretrain_switches(args.model) + shlex.split(args.pretrain_args or "")
     parser = argparse.ArgumentParser(prog="micronbert scaling --pretrain-args", add_help=False)
     pretrain_cmd.configure(parser)
     ns = parser.parse_args(argv)
@@ -71,13 +84,13 @@ def pretrain_setup(args):
 
 def make_evaluator(args, model_cfg):
     """evaluate_fn(init folder | None, results folder) -> metrics | None, on one table loaded once."""
-    import sys
 
-    from micronbert.commands.evaluate import load_eval_table, pair_source, plan_mode
+    from micronbert.commands._flags import load_eval_table, plan_mode, warn_unaligned
     from micronbert.data.report import ValidationReport
     from micronbert.errors import MicronbertError
-    from micronbert.train.finetune import MicronBertMethod, default_recipe, resolve_device
-    from micronbert.train.loso import evaluate, load_pairs, parse_shard
+    from micronbert.train.loso import evaluate, parse_shard
+    from micronbert.train.methods import MicronBertMethod, default_recipe, resolve_device
+    from micronbert.train.pairdata import load_pairs, pair_source
 
     if args.size and args.size != model_cfg.img_size:
         raise MicronbertError(f"--size {args.size}: the preset's models take {model_cfg.img_size} px faces")
@@ -87,8 +100,7 @@ def make_evaluator(args, model_cfg):
     recipe = default_recipe(args.model, args.freeze_encoder, epochs=args.eval_epochs, batch_size=args.eval_batch_size,
                             lr=args.eval_lr, val_subjects=args.val_subjects)
     device = resolve_device(args.device)
-    if not args.cache:
-        print("warning: no --cache: faces are not aligned (raw frames resized and centre-cropped)", file=sys.stderr)
+    warn_unaligned(args)
     table, data = load_pairs(table, pair_source(args.cache, model_cfg.img_size), report)
     if len(table) == 0:
         raise MicronbertError(f"protocol {protocol.name}: none of the samples could be loaded")

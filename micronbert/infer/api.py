@@ -21,17 +21,12 @@ from micronbert.errors import MicronbertError
 def load_micronbert_classifier(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(MicronBertClassifier in eval mode, ModelConfig, class names, the whole config.json) of a model folder.
 
-    The one loader is `micronbert.train.finetune.load_classifier`; this adds the check that the folder
-    holds a μ-BERT classifier (the API draws DMA maps, which the flow-CNN baseline has not).
+    The one loader is `micronbert.model.classifier.load_classifier`; this asks it for a μ-BERT classifier
+    only (the API draws DMA maps, which the flow-CNN baseline has not).
     """
-    from micronbert.model.checkpoint import read_config, resolve_weights
-    from micronbert.train.finetune import load_classifier
+    from micronbert.model.classifier import load_classifier
 
-    model_type = read_config(resolve_weights(path)[1]).get("model_type", "micronbert")
-    if model_type != "micronbert":
-        raise MicronbertError(f"{path}: a {model_type!r} classifier; this needs a μ-BERT classifier "
-                              "(model_type 'micronbert')")
-    model, classes, data = load_classifier(path, device)
+    model, classes, data = load_classifier(path, device, model_types=("micronbert",))
     return model, model.cfg, classes, data
 
 

@@ -5,8 +5,7 @@ import numpy as np
 import torch
 
 from micronbert.data.pairs import fit_square
-from micronbert.errors import MicronbertError
-from micronbert.model.checkpoint import load_model_dir
+from micronbert.model.checkpoint import load_model_dir, load_state_checked
 from micronbert.model.mubert import MicronBertModel, normalise_images
 
 
@@ -16,12 +15,8 @@ def load_backbone_any(path) -> tuple[MicronBertModel, object]:
     if any(k.startswith("backbone.") for k in state):  # a classifier: keep its backbone
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     model = MicronBertModel(cfg, with_decoder=False, with_agreement=False)
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own}
-    missing = [k for k in own if k not in usable]
-    if missing:
-        raise MicronbertError(f"{path}: weights lack {missing[:5]}")
-    model.load_state_dict(usable)
+    # a classifier has no decoder/agreement heads, a pretrained folder may: leftovers are fine here
+    load_state_checked(model, state, path, ignore_unexpected=("",))
     return model.eval(), cfg
 
 

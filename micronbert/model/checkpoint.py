@@ -73,6 +73,24 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Mo
     return load_weights(weights), from_dict(ModelConfig, data["model"], str(config)), data
 
 
+def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source,
+                       ignore_unexpected: tuple[str, ...] = ()) -> None:
+    """Load `state` into `model` (built from the config.json beside the weights) after the one check that
+    they fit: every shared key has the saved shape, no model key is missing, and no saved key is left
+    over unless it starts with a prefix in `ignore_unexpected` ("" ignores every left-over key)."""
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    if wrong:
+        raise MicronbertError(f"{source}: weights do not fit config.json (saved vs expected): {wrong[:3]}")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own and not k.startswith(ignore_unexpected)]
+    if missing or unexpected:
+        raise MicronbertError(f"{source}: weights do not match config.json: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
+    model.load_state_dict({k: v for k, v in state.items() if k in own})
+
+
 def load_pretrained(path: str | os.PathLike, with_decoder: bool = True):
     """A MicronBertModel with the saved pretraining weights loaded (strictly)."""
     from micronbert.model.mubert import MicronBertModel
@@ -81,15 +99,6 @@ def load_pretrained(path: str | os.PathLike, with_decoder: bool = True):
     has_agreement = any(k.startswith("agreement.") for k in state)
     model = MicronBertModel(cfg, with_decoder=with_decoder and any(k.startswith("decoder.") for k in state),
                             with_agreement=has_agreement)
-    own = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-             if k in own and v.shape != own[k].shape]
-    if wrong:
-        raise MicronbertError(f"{path}: weights do not fit the config in config.json (saved vs expected): "
-                              f"{wrong[:3]}")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    unexpected = [k for k in unexpected if not (k.startswith("decoder.") and not with_decoder)]
-    if missing or unexpected:
-        raise MicronbertError(f"{path}: weights do not match the config: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
+    # a decoder that was saved but not asked for is left out on purpose
+    load_state_checked(model, state, path, ignore_unexpected=() if with_decoder else ("decoder.",))
     return model, cfg

@@ -1,13 +1,8 @@
-"""The classic optical-flow baseline: a small three-stream CNN on onset→apex flow (u, v, optical strain),
-in the spirit of STSTNet (Liong et al., 2019). Its inputs differ from theirs in one way worth stating:
-STSTNet used TV-L1 flow, which opencv-python-headless lacks; we use OpenCV's Farnebäck flow.
-
-Each sample's 3×28×28 flow image is computed once and reused by every fold. A classifier folder of this
-model has config.json "model_type": "flow-cnn" and "model": FlowConfig.
+"""The classic optical-flow baseline as a training method (the network and its flow input are
+`micronbert.model.flow_cnn`). Each sample's 3×28×28 flow image is computed once and reused by every fold.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -15,61 +10,11 @@ import torch
 from torch import nn
 
 from micronbert.config import to_dict
-from micronbert.train.finetune import (BatchLogits, FinetuneConfig, PairData, TrainedMethod, classifier_param_groups,
-                                       recipe_dict)
+from micronbert.model.flow_cnn import FlowCNN, FlowConfig, flow_features, hflip_flow
+from micronbert.train.finetune import BatchLogits, TrainedMethod
+from micronbert.train.pairdata import PairData
+from micronbert.train.recipe import FinetuneConfig, classifier_param_groups, recipe_dict
 from micronbert.utils.progress import progress
-
-
-@dataclass
-class FlowConfig:
-    flow_size: int = 28            # STSTNet's input side
-    input_size: int = 112          # side of the aligned faces the flow is computed on
-    channels: tuple[int, int, int] = (3, 5, 8)  # filters of the three streams
-
-
-def flow_features(onset: np.ndarray, apex: np.ndarray, size: int = 28) -> np.ndarray:
-    """uint8 RGB onset/apex (H, W, 3) -> float32 (3, size, size): u, v, strain = sqrt(ux² + vy² + ½(uy + vx)²)."""
-    import cv2
-
-    g0 = cv2.cvtColor(np.ascontiguousarray(onset), cv2.COLOR_RGB2GRAY)
-    g1 = cv2.cvtColor(np.ascontiguousarray(apex), cv2.COLOR_RGB2GRAY)
-    flow = cv2.calcOpticalFlowFarneback(g0, g1, None, pyr_scale=0.5, levels=3, winsize=9, iterations=3,
-                                        poly_n=5, poly_sigma=1.1, flags=0)
-    u, v = flow[..., 0], flow[..., 1]
-    uy, ux = np.gradient(u)
-    vy, vx = np.gradient(v)
-    strain = np.sqrt(ux ** 2 + vy ** 2 + 0.5 * (uy + vx) ** 2)
-    # flow in units of the output grid, so faces cached at 112 or 224 px give comparable magnitudes
-    k = size / float(g0.shape[1])
-    chans = [u * k, v * k, strain]
-    return np.stack([cv2.resize(c.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) for c in chans])
-
-
-class FlowCNN(nn.Module):
-    """Three shallow 3×3 conv streams over the (u, v, strain) image, concatenated, pooled, one linear layer."""
-
-    model_type = "flow-cnn"
-
-    def __init__(self, cfg: FlowConfig, num_classes: int):
-        super().__init__()
-        self.cfg = cfg
-        self.streams = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-                          nn.MaxPool2d(3, stride=3, padding=1)) for c in cfg.channels])
-        side = (cfg.flow_size + 2 - 3) // 3 + 1      # after the stride-3 max-pool
-        side //= 2                                   # after the 2×2 average pool
-        self.pool = nn.AvgPool2d(2)
-        self.fc = nn.Linear(sum(cfg.channels) * side * side, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([s(x) for s in self.streams], 1)
-        return self.fc(self.pool(x).flatten(1))
-
-
-def hflip_flow(x: torch.Tensor) -> torch.Tensor:
-    """Mirror (B, 3, h, w) flow images: u changes sign, v and strain just flip."""
-    x = x.flip(-1)
-    return torch.cat([-x[:, :1], x[:, 1:]], 1)
 
 
 class FlowCNNMethod(TrainedMethod):
@@ -83,6 +28,10 @@ class FlowCNNMethod(TrainedMethod):
         self.device = torch.device(device)
         self.name = name
         self.features: torch.Tensor | None = None
+
+    @property
+    def input_size(self) -> int:
+        return self.cfg.input_size
 
     def describe(self) -> dict:
         return {"model_type": self.model_type, "name": self.name, "model": to_dict(self.cfg),

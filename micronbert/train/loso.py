@@ -32,11 +32,10 @@ import pandas as pd
 
 from micronbert.data.report import ValidationReport
 from micronbert.errors import MicronbertError
-from micronbert.train.finetune import PairData
+from micronbert.train.pairdata import PairData, PairSource, load_pairs
 from micronbert.utils.io import atomic_save, atomic_write_json
 from micronbert.utils.progress import progress
 
-PairSource = Callable[[pd.Series], tuple[np.ndarray, np.ndarray]]
 REQUIRED = ["dataset", "subject", "sample_id", "label", "fold"]
 
 
@@ -154,42 +153,6 @@ def samples_sha256(table: pd.DataFrame) -> str:
     """Hash of the sorted evaluated sample ids ("dataset/sample_id"): equal hashes = same sample list."""
     ids = sorted(table["dataset"].astype(str) + "/" + table["sample_id"].astype(str))
     return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
-
-
-def load_pairs(table: pd.DataFrame, source: PairSource, report: ValidationReport | None = None
-               ) -> tuple[pd.DataFrame, PairData]:
-    """Fetch every row's (onset, apex); rows the source cannot serve are excluded with a report entry."""
-    report = report if report is not None else ValidationReport()
-    keep, onsets, apexes = [], [], []
-    shape = None
-    for i in progress(range(len(table)), desc="load pairs", unit="sample", leave=False):
-        row = table.iloc[i]
-        try:
-            onset, apex = source(row)
-        except (MicronbertError, KeyError, FileNotFoundError, OSError, ValueError) as exc:
-            report.add(*_where(row), f"{row['dataset']}/{row['sample_id']}", f"no (onset, apex) pair: {exc}")
-            continue
-        onset, apex = np.asarray(onset, np.uint8), np.asarray(apex, np.uint8)
-        if shape is None:
-            shape = onset.shape
-        if onset.shape != shape or apex.shape != shape or onset.ndim != 3 or onset.shape[-1] != 3:
-            report.add(*_where(row), f"{row['dataset']}/{row['sample_id']}",
-                       f"frames of shape {onset.shape}/{apex.shape}, expected {shape} RGB")
-            continue
-        keep.append(i)
-        onsets.append(onset)
-        apexes.append(apex)
-    kept = table.iloc[keep].reset_index(drop=True)
-    if not keep:
-        return kept, PairData(np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0, 1, 1, 3), np.uint8))
-    return kept, PairData(np.stack(onsets), np.stack(apexes))
-
-
-def _where(row) -> tuple[str, int | None]:
-    """(file, row) of a sample's annotation: the sample table's "file:row" source, split."""
-    text = str(row.get("source", "") or row.get("frames_dir", "") or row.get("dataset", ""))
-    head, sep, tail = text.rpartition(":")
-    return (head, int(tail)) if sep and tail.isdigit() else (text, None)
 
 
 # -- the fold loop ------------------------------------------------------------------------------------

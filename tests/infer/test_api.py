@@ -79,8 +79,8 @@ def test_from_pretrained_never_unpickles(classifier_dir, tmp_path):
 
 
 def test_reads_the_folder_finetune_writes(tmp_path):
-    """The contract with micronbert.train.finetune.save_classifier (skipped until it exists)."""
-    finetune = pytest.importorskip("micronbert.train.finetune")
+    """The contract with micronbert.model.classifier.save_classifier (skipped until it exists)."""
+    finetune = pytest.importorskip("micronbert.model.classifier")
     import json
 
     from micronbert.config import preset

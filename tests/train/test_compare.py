@@ -46,7 +46,7 @@ def evaluate(root, tables, out, *extra):
 
 
 def test_evaluate_compare_finetune_through_the_cli(workspace, capsys):
-    from micronbert.train.finetune import load_classifier
+    from micronbert.model.classifier import load_classifier
 
     root, tables = workspace
     flow = ["--model", "flow-cnn", "--epochs", "3"]

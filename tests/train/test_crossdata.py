@@ -12,7 +12,7 @@ from micronbert.cli import main
 from micronbert.errors import MicronbertError
 from micronbert.train.crossdata import (assert_datasets_disjoint, cross_dataset_folds, leave_one_dataset_out_folds,
                                         plan)
-from micronbert.train.finetune import default_recipe
+from micronbert.train.methods import default_recipe
 from micronbert.train.flow_baseline import FlowCNNMethod
 from micronbert.train.loso import Fold, SplitLeakError, evaluate, run_fold
 
@@ -171,7 +171,8 @@ def test_a_smic_clip_in_training_fails_loudly(two_layouts, tmp_path, capsys):
     assert not list((tmp_path / "leak").glob("folds/*"))
 
     # and the core: a fold generator that slips one SMIC sample into training is refused by evaluate
-    from micronbert.commands.evaluate import load_eval_table, pair_source
+    from micronbert.commands._flags import load_eval_table
+    from micronbert.train.pairdata import pair_source
     from micronbert.data.report import ValidationReport
 
     class Args:

@@ -10,9 +10,10 @@ import torch
 from micronbert.config import preset
 from micronbert.errors import MicronbertError
 from micronbert.model.heads import MicronBertClassifier
-from micronbert.train.finetune import (FinetuneConfig, MicronBertMethod, PairData, build_method, class_weights,
-                                       classifier_param_groups, default_recipe, load_classifier, paired_augment,
-                                       predict_pairs, save_classifier)
+from micronbert.model.classifier import load_classifier, predict_pairs, save_classifier
+from micronbert.train.methods import MicronBertMethod, build_method, default_recipe
+from micronbert.train.pairdata import PairData
+from micronbert.train.recipe import FinetuneConfig, class_weights, classifier_param_groups, paired_augment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

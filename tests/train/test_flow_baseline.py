@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from micronbert.train.flow_baseline import FlowCNN, FlowConfig, flow_features, hflip_flow
+from micronbert.model.flow_cnn import FlowCNN, FlowConfig, flow_features, hflip_flow
 
 
 def textured(size=112, seed=0):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from micronbert.errors import MicronbertError
-from micronbert.train.finetune import default_recipe
+from micronbert.train.methods import default_recipe
 from micronbert.train.flow_baseline import FlowCNNMethod
 from micronbert.train.loso import (Fold, SplitLeakError, assert_disjoint, evaluate, loso_folds, parse_shard,
                                    run_fold, samples_sha256, select_folds, split_validation)

@@ -1,0 +1,94 @@
+"""Flag groups shared by `evaluate`, `finetune` and `scaling`, and the small adapters from their flags to
+the library (defaults live in the library: the recipe in `train.recipe`, the models in `train.methods`)."""
+from __future__ import annotations
+
+import sys
+
+
+def add_data_args(p):
+    p.add_argument("--samples", nargs="+", required=True, metavar="CSV", help="sample tables from `micronbert index`")
+    p.add_argument("--protocol", default="megc2019", help="protocol name (see `micronbert protocols`) or a YAML path")
+    p.add_argument("--cache", default=None,
+                   help="face cache from `micronbert prepare` (aligned faces); without it the raw frames are "
+                        "resized and centre-cropped, unaligned (a warning is printed)")
+    p.add_argument("--size", type=int, default=None, help="face side in px (default: the model's input size)")
+
+
+def add_recipe_args(p):
+    from micronbert.train.methods import METHODS
+
+    p.add_argument("--model", default="micronbert", choices=sorted(METHODS),
+                   help="; ".join(f"{k}: {v.description}" for k, v in METHODS.items()))
+    p.add_argument("--init", default=None, help="pretrained μ-BERT (a `micronbert pretrain --out` folder)")
+    p.add_argument("--preset", default="tiny", help="model preset when no --init is given (small, tiny, test)")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train DMA/PoI/head only; the encoder's tokens are computed once per sample")
+    p.add_argument("--epochs", type=int, default=None, help="fixed number of epochs (no per-subject selection)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--layer-decay", type=float, default=None, help="layer-wise lr decay (1.0 = off; e.g. 0.75)")
+    p.add_argument("--class-weights", choices=["balanced", "none"], default=None)
+    p.add_argument("--no-augment", action="store_true", help="no paired augmentation")
+    p.add_argument("--val-subjects", type=int, default=None,
+                   help="choose the epoch on this many subjects drawn from each fold's training subjects")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the local GPU if any)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is best on a busy machine)")
+
+
+def recipe_from_args(args):
+    from micronbert.train.methods import default_recipe
+
+    return default_recipe(args.model, args.freeze_encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          weight_decay=args.weight_decay, layer_decay=args.layer_decay,
+                          class_weights=args.class_weights, augment=False if args.no_augment else None,
+                          val_subjects=args.val_subjects)
+
+
+def add_mode_args(p):
+    p.add_argument("--mode", choices=["loso", "cross", "lodo"], default=None,
+                   help="loso: leave one subject out; cross: train on --train-datasets, test on --test-datasets; "
+                        "lodo: leave one dataset out, each dataset held out in turn (default: cross when "
+                        "--test-datasets is given, else loso)")
+    p.add_argument("--train-datasets", default=None, metavar="A,B",
+                   help="cross: training datasets (default: every dataset of the protocol not tested)")
+    p.add_argument("--test-datasets", default=None, metavar="C",
+                   help="cross: held-out test datasets, never seen in training or model selection; "
+                        "lodo: hold out only these, in turn")
+
+
+def plan_mode(args, table):
+    """(table, make_folds, mode label, metrics extras) for the --mode/--train-datasets/--test-datasets flags."""
+    from micronbert.train.crossdata import plan
+
+    return plan(table, getattr(args, "mode", None), getattr(args, "train_datasets", None),
+                getattr(args, "test_datasets", None))
+
+
+def load_eval_table(args, report):
+    """(evaluation table, Protocol) for --samples/--protocol; every dropped row is in `report`."""
+    from micronbert.train.pairdata import eval_table
+
+    return eval_table(args.samples, args.protocol, report)
+
+
+def warn_untrained(args):
+    from micronbert.train.methods import METHODS
+
+    spec = METHODS[args.model]
+    if spec.family == "mubert" and spec.uses_init and not args.init:
+        print(f"warning: --model {args.model} without --init starts from random weights (what no-pretrain "
+              f"measures); pass a pretrained folder for the paper's setting", file=sys.stderr)
+
+
+def warn_unaligned(args):
+    if not args.cache:
+        print("warning: no --cache: faces are not aligned (raw frames resized and centre-cropped)", file=sys.stderr)
+
+
+def setup_threads(args):
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)

@@ -1,0 +1,157 @@
+"""The methods by name: the one table behind `evaluate/finetune/scaling --model`, and μ-BERT as a method.
+
+Each row of `METHODS` says what the name means (description), which recipe family it trains with, how its
+model config differs from the preset (`switches`), whether it starts from the --init weights, and its
+builder. Commands read their --model choices from this table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from micronbert.config import ModelConfig, to_dict
+from micronbert.errors import MicronbertError
+from micronbert.model.classifier import to_float
+from micronbert.model.heads import MicronBertClassifier
+from micronbert.model.mubert import normalise_images
+from micronbert.train.finetune import BatchLogits, TrainedMethod
+from micronbert.train.flow_baseline import FlowCNNMethod, FlowConfig
+from micronbert.train.pairdata import PairData
+from micronbert.train.recipe import FinetuneConfig, classifier_param_groups, family_recipe, paired_augment, recipe_dict
+from micronbert.utils.progress import progress
+
+
+class MicronBertMethod(TrainedMethod):
+    """Builds, trains and applies a MicronBertClassifier with the recipe; one instance per evaluation."""
+
+    model_type = "micronbert"
+
+    def __init__(self, model_cfg: ModelConfig, classes: Sequence[str], recipe: FinetuneConfig,
+                 init_state: dict[str, torch.Tensor] | None = None, device: str | torch.device = "cpu",
+                 name: str = "micronbert"):
+        self.cfg = model_cfg
+        self.classes = list(classes)
+        self.recipe = recipe
+        self.init_state = init_state
+        self.device = torch.device(device)
+        self.name = name
+        self.data: PairData | None = None
+        self.tokens: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def input_size(self) -> int:
+        return self.cfg.img_size
+
+    def describe(self) -> dict:
+        return {"model_type": self.model_type, "name": self.name, "model": to_dict(self.cfg),
+                "pretrained_init": self.init_state is not None, "finetune": recipe_dict(self.recipe)}
+
+    def build(self) -> nn.Module:
+        model = MicronBertClassifier(self.cfg, len(self.classes), self.recipe.dropout)
+        if self.init_state is not None:
+            missing = model.load_backbone(self.init_state)
+            enc_missing = [k for k in missing if k.startswith("encoder.")]
+            if enc_missing:
+                raise MicronbertError(f"the --init weights lack encoder keys {enc_missing[:3]}")
+        if self.recipe.freeze_encoder:
+            for p in model.backbone.encoder.parameters():
+                p.requires_grad_(False)
+        return model.to(self.device)
+
+    def prepare(self, data: PairData, seed: int = 0) -> None:
+        """Keep the frames; with a frozen encoder, encode every sample once (reused by every fold)."""
+        if data.size != self.cfg.img_size:
+            raise MicronbertError(f"faces are {data.size} px but the model expects {self.cfg.img_size} px "
+                                  f"(preset/--init and the cache disagree)")
+        self.data = data
+        if self.recipe.freeze_encoder:
+            torch.manual_seed(seed)  # only matters for a random (no-pretrain) frozen encoder
+            encoder = self.build().backbone.encoder.eval()
+            keep = torch.float16 if self.device.type == "cuda" else torch.float32
+            outs = ([], [])
+            with torch.no_grad():
+                for start in progress(range(0, len(data), 32), desc="encode (frozen)", unit="batch", leave=False):
+                    for j, frames in enumerate((data.onset, data.apex)):
+                        x = normalise_images(to_float(frames[start:start + 32], self.device))
+                        outs[j].append(encoder(x).to(keep))
+            self.tokens = (torch.cat(outs[0]), torch.cat(outs[1]))
+
+    def batch_logits(self, model) -> BatchLogits:
+        def fn(idx: np.ndarray, train: bool, gen):
+            if self.tokens is not None:
+                t = torch.as_tensor(idx, device=self.tokens[0].device)
+                return model.from_tokens(self.tokens[0][t].float(), self.tokens[1][t].float())["logits"]
+            onset, apex = to_float(self.data.onset[idx], self.device), to_float(self.data.apex[idx], self.device)
+            if train and self.recipe.augment:
+                onset, apex = paired_augment(onset, apex, self.recipe, gen)
+            return model(normalise_images(onset), normalise_images(apex))
+        return fn
+
+    def param_groups(self, model):
+        return classifier_param_groups(model, self.recipe.weight_decay, self.recipe.layer_decay, self.cfg.depth)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    description: str
+    family: str                    # "mubert" (built from a preset or --init) or "flow"
+    switches: dict = field(default_factory=dict)  # ModelConfig fields changed from the preset/--init
+    uses_init: bool = True         # starts from the --init weights when given
+
+
+METHODS: dict[str, MethodSpec] = {
+    "micronbert": MethodSpec("μ-BERT: pretrained encoder (--init), DMA, PoI", "mubert"),
+    "no-dma": MethodSpec("μ-BERT with plain cross-attention in place of DMA", "mubert", {"use_dma": False}),
+    "no-poi": MethodSpec("μ-BERT without PoI gating", "mubert", {"use_poi": False}),
+    "no-pretrain": MethodSpec("μ-BERT from random initialisation (architecture of --init or --preset, its "
+                              "weights unused)", "mubert", uses_init=False),
+    "flow-cnn": MethodSpec("optical-flow baseline: 3-stream CNN on onset→apex (u, v, strain), STSTNet-style",
+                           "flow", uses_init=False),
+}
+
+
+def method_spec(model: str) -> MethodSpec:
+    if model not in METHODS:
+        raise MicronbertError(f"unknown --model {model!r}; choose from {sorted(METHODS)}")
+    return METHODS[model]
+
+
+def default_recipe(model: str, freeze_encoder: bool = False, **overrides) -> FinetuneConfig:
+    """The recipe of a model's family; `overrides` with value None are ignored (unset CLI flags)."""
+    if method_spec(model).family == "flow":
+        return family_recipe("flow", **overrides)
+    return family_recipe("frozen" if freeze_encoder else "full", **overrides)
+
+
+def build_method(model: str, classes: Sequence[str], recipe: FinetuneConfig, init: str | None = None,
+                 preset_name: str = "tiny", device: str | torch.device = "cpu", size: int | None = None):
+    """A method object (fit/predict/prepare/save/describe, input_size) for one row of a results table."""
+    spec = method_spec(model)
+    if spec.family == "flow":
+        return FlowCNNMethod(classes, recipe, FlowConfig(**({"input_size": size} if size else {})), device=device,
+                             name=model)
+    from micronbert.config import preset
+
+    state = None
+    if init:
+        from micronbert.model.checkpoint import load_model_dir
+
+        state, cfg, _ = load_model_dir(init)
+    else:
+        cfg = preset(preset_name, **({"img_size": size} if size else {}))
+    cfg = dataclasses.replace(cfg, **spec.switches)
+    return MicronBertMethod(cfg, classes, recipe, state if spec.uses_init else None, device=device, name=model)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():  # under torchrun each rank takes its own GPU
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
