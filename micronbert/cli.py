@@ -1,4 +1,12 @@
-"""The `micronbert` command: one entry point, one subcommand per module in micronbert.commands."""
+"""The `micronbert` command: one entry point, one subcommand per module in micronbert.commands.
+
+Errors are handled here, once for every command (exit codes in micronbert.errors, README "Exit status"):
+- bad flags and values: argparse plus the rules of micronbert.utils.validate, one line, exit 2;
+- MicronbertError: one line naming the file/row at fault, exit 1 (UsageError: 2);
+- faults a user causes that surface as library exceptions (a file where a folder belongs, a full disk,
+  weights of another shape, CUDA missing): one line, exit 1. Anything else is a bug and keeps its
+  traceback.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +15,24 @@ import pkgutil
 import sys
 
 from micronbert import commands as _commands
-from micronbert.errors import MicronbertError
+from micronbert.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MicronbertError
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" only where the help does not already say it and X means something."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line (the usage itself is one `--help` away), exit 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _command_modules():
@@ -17,22 +42,58 @@ def _command_modules():
         yield info.name.replace("_", "-"), importlib.import_module(f"micronbert.commands.{info.name}")
 
 
+EPILOG = ("Exit status (every command): 0 ok; 1 error (one line on stderr names the file or row); 2 bad flag "
+          "or value; 3 finished but flagged (--strict found report entries, or no face found); 130 "
+          "interrupted.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from micronbert.utils.validate import apply_flag_rules
+
+    parser = Parser(
         prog="micronbert",
         description="μ-BERT for facial micro-expression recognition: index datasets, align faces, "
         "pretrain, evaluate (LOSO), predict.",
+        epilog=EPILOG,
     )
     from micronbert import __version__
 
     parser.add_argument("--version", action="version", version=f"micronbert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in _command_modules():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=_Formatter)
         module.configure(p)
-        p.set_defaults(_run=module.run)
+        p.epilog = f"{p.epilog}\n\n{EPILOG}" if p.epilog else EPILOG
+        apply_flag_rules(p)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
+
+
+def _check_common(args) -> None:
+    """Checks that need several values or the machine: --delta MIN MAX, --device."""
+    from micronbert.utils.validate import check_device, check_ordered_pair
+
+    if getattr(args, "delta", None) is not None:
+        check_ordered_pair(args.delta, "--delta")
+    if getattr(args, "device", None) is not None:
+        check_device(args.device)
+
+
+def _user_fault(exc: BaseException) -> str | None:
+    """One line for library exceptions that mean bad input or environment, None for bugs."""
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        return f"{exc.strerror or exc}{where}"
+    text = str(exc)
+    if isinstance(exc, RuntimeError):
+        if "Error(s) in loading state_dict" in text:
+            lines = [ln.strip() for ln in text.splitlines() if "size mismatch" in ln or "Missing key" in ln]
+            return "the weights do not fit the model: " + (lines[0] if lines else text.splitlines()[0])
+        if "CUDA" in text and ("not compiled" in text or "no CUDA GPUs" in text or "driver" in text.lower()):
+            return f"CUDA is not usable here ({text.splitlines()[0]}); use --device cpu"
+    if isinstance(exc, AssertionError) and "CUDA" in text:
+        return f"CUDA is not usable here ({text}); use --device cpu"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,16 +101,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    prog = f"micronbert {args.command}"
+    try:
+        _check_common(args)
+    except argparse.ArgumentTypeError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         rc = args._run(args)
     except MicronbertError as exc:
-        print(f"micronbert {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print(f"micronbert {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        line = _user_fault(exc)
+        if line is None:
+            raise
+        print(f"{prog}: error: {_one_line(line)}", file=sys.stderr)
+        return EXIT_ERROR
     return int(rc or 0)
+
+
+def _one_line(msg) -> str:
+    return " ".join(str(msg).split())
 
 
 if __name__ == "__main__":

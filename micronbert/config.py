@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -55,6 +56,13 @@ class ModelConfig:
     norm_pix_loss: bool = False
 
     def __post_init__(self):
+        check_fields(self, at_least_one=("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
+                                         "dma_heads", "decoder_embed_dim", "decoder_num_heads", "proj_dim",
+                                         "dino_out_dim", "dino_hidden_dim", "dino_bottleneck_dim"),
+                     non_negative=("decoder_depth", "dma_chunk", "dma_cosine_temperature"),
+                     positive=("mlp_ratio", "poi_temperature"))
+        if self.patch_size > self.img_size:
+            raise MicronbertError(f"patch_size {self.patch_size} is larger than img_size {self.img_size}")
         if self.img_size % self.patch_size:
             raise MicronbertError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads or self.embed_dim % self.dma_heads:
@@ -109,6 +117,50 @@ class PretrainConfig:
     bf16: bool = True              # autocast on CUDA only
     compile: bool = False
     num_workers: int = 0
+
+    def __post_init__(self):
+        check_fields(self, at_least_one=("steps", "batch_size", "accum_steps", "swap_block", "log_every", "ckpt_every",
+                                         "keep_checkpoints"),
+                     non_negative=("min_lr", "weight_decay", "warmup_steps", "grad_clip", "agreement_weight",
+                                   "identity_weight", "local_crops", "num_workers", "seed"),
+                     positive=("lr", "delta_min_s", "delta_max_s", "fps", "dino_teacher_temp", "dino_student_temp"),
+                     fractions=("swap_ratio", "ema_decay", "dino_center_momentum"))
+        for name in ("delta_min_s", "crop_scale", "local_crop_scale", "betas"):
+            low, high = (self.delta_min_s, self.delta_max_s) if name == "delta_min_s" else getattr(self, name)
+            if low > high:
+                shown = "delta (delta_min_s, delta_max_s)" if name == "delta_min_s" else name
+                raise MicronbertError(f"pretraining config: {shown} must be (low, high) with low <= high, "
+                                      f"got ({low:g}, {high:g})")
+        for name in ("crop_scale", "local_crop_scale", "betas"):
+            if not all(0 <= v <= 1 for v in getattr(self, name)):
+                raise MicronbertError(f"pretraining config: {name} values must lie in [0, 1], got {getattr(self, name)}")
+
+
+def check_fields(cfg, at_least_one=(), non_negative=(), positive=(), fractions=()) -> None:
+    """Type and range of every field of a config dataclass, one line naming the field (configs come
+    from JSON/YAML files and flags: "112" for 112, 0 for a depth, nan for a rate all end up here)."""
+    where = "model config" if type(cfg).__name__ == "ModelConfig" else "pretraining config"
+    for f in fields(cfg):
+        value, kind = getattr(cfg, f.name), f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if kind == "bool" and not isinstance(value, bool):
+            raise MicronbertError(f"{where}: {f.name} must be true or false, got {value!r}")
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise MicronbertError(f"{where}: {f.name} must be an integer, got {value!r}")
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise MicronbertError(f"{where}: {f.name} must be a finite number, got {value!r}")
+        if kind == "str" and not isinstance(value, str):
+            raise MicronbertError(f"{where}: {f.name} must be a string, got {value!r}")
+        if kind.startswith("tuple") and (not isinstance(value, (tuple, list)) or len(value) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+            raise MicronbertError(f"{where}: {f.name} must be two finite numbers, got {value!r}")
+    rules = [(at_least_one, lambda v: v >= 1, ">= 1"), (non_negative, lambda v: v >= 0, ">= 0"),
+             (positive, lambda v: v > 0, "> 0"), (fractions, lambda v: 0 <= v <= 1, "in [0, 1]")]
+    for names, ok, text in rules:
+        for name in names:
+            if not ok(getattr(cfg, name)):
+                raise MicronbertError(f"{where}: {name} must be {text}, got {getattr(cfg, name)!r}")
+
 
 
 PRESETS: dict[str, dict[str, Any]] = {

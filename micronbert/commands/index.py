@@ -7,13 +7,13 @@ DATASETS = ("casme2", "samm", "smic", "casme3", "mmew", "folder")
 
 
 def configure(parser) -> None:
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="which reader to use")
+    parser.add_argument("--dataset", required=True, choices=DATASETS, help="which reader to use: %(choices)s")
     parser.add_argument("--root", required=True, help="dataset folder as it ships (e.g. the CASME2 folder)")
     parser.add_argument("--annotations", default=None,
                         help="annotation sheet (.xlsx/.xls/.csv); when not given it is found in --root by "
                              "its usual name")
-    parser.add_argument("--out", required=True, help="sample table to write (CSV); the report goes beside it "
-                                                     "as <name>.report.csv")
+    parser.add_argument("--out", required=True, help="sample table to write (CSV; never the sheet or another file "
+                        "of the dataset); the report goes beside it as <name>.report.csv")
     parser.add_argument("--variant", choices=("auto", "raw", "cropped"), default="auto",
                         help="casme2/smic/folder: raw frames or the official reg_ crops (auto: raw if "
                              "present)")
@@ -23,8 +23,9 @@ def configure(parser) -> None:
     parser.add_argument("--no-image-check", action="store_true",
                         help="skip decoding each sample's onset and apex images")
     parser.add_argument("--name", default="folder", help="dataset name for --dataset folder")
-    parser.add_argument("--strict", action="store_true", help="exit with code 3 if the report has any entry (excluded, repaired or "
-                             "warning); the table and report are still written")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 3 if the report has any entry (excluded, repaired or warning); the "
+                             "table and report are still written")
 
 
 def report_path(out) -> "Path":
@@ -49,8 +50,18 @@ def run(args) -> int:
     from micronbert.data.samples import write_samples
     from micronbert.errors import MicronbertError
 
+    from micronbert.errors import EXIT_FLAGGED, UsageError
+    from micronbert.data.samples import COLUMNS
+    from micronbert.utils.paths import check_not_clobbering, check_outputs
+
     if args.name != "folder" and args.dataset != "folder":
-        raise MicronbertError("--name only applies to --dataset folder")
+        raise UsageError("--name only applies to --dataset folder")
+    rpath = report_path(args.out)
+    # before any work: the table and its report must not land on the sheet or inside the dataset
+    outputs = [(args.out, "file", "--out"), (rpath, "file", "--out (its report)")]
+    check_outputs(outputs, [args.annotations])
+    for path, _, flag in outputs:
+        check_not_clobbering(path, args.root, COLUMNS[0] if path == args.out else "file,", flag)
     # Only options that differ from the defaults are passed, so a reader that has no such option
     # (e.g. --variant for samm) rejects it instead of ignoring it.
     opts = {"variant": None if args.variant == "auto" else args.variant,
@@ -59,7 +70,6 @@ def run(args) -> int:
     if args.no_image_check:
         opts["check_images"] = False
     df, report = index_dataset(args.dataset, args.root, args.annotations, **opts)
-    rpath = report_path(args.out)
     write_samples(df, args.out)
     report.write(rpath)
     for line in report.lines():
@@ -75,5 +85,5 @@ def run(args) -> int:
         raise MicronbertError(f"no samples indexed from {args.root} (see {rpath})")
     if args.strict and len(report):
         print(f"micronbert index: --strict: {len(report)} report entries (see {rpath})", file=sys.stderr)
-        return 3
+        return EXIT_FLAGGED
     return 0

@@ -18,18 +18,20 @@ def configure(parser) -> None:
     parser.add_argument("--detector", default="dlib",
                         help="face detector backend: dlib, haar, or dlib+haar (Haar when dlib finds nothing)")
     parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when any sample had a report entry")
+                        help="exit with status 3 when any sample had a report entry (the cache and report are "
+                             "still written)")
 
 
 def run(args) -> int:
     import sys
 
+    from micronbert.errors import EXIT_FLAGGED, UsageError
     from micronbert.faces.prepare import run_prepare
+    from micronbert.utils.paths import check_output
 
     if args.workers < 1:
-        from micronbert.errors import MicronbertError
-
-        raise MicronbertError(f"--workers must be at least 1, got {args.workers}")
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    check_output(args.out, "dir", args.samples)  # frame folders are checked once the tables are read
     res = run_prepare(args.samples, args.out, size=args.size, margin=args.margin, workers=args.workers,
                       keyframes=args.keyframes, already_cropped=args.already_cropped, detector=args.detector)
     for line in res.report.lines():
@@ -38,5 +40,5 @@ def run(args) -> int:
     print(f"report: {res.report_path} ({res.report.summary()})")
     if args.strict and len(res.report):
         print(f"micronbert prepare: {len(res.report)} report entries and --strict given", file=sys.stderr)
-        return 1
+        return EXIT_FLAGGED
     return 0

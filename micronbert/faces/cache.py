@@ -9,7 +9,13 @@ several datasets. Each file holds:
     landmarks      (68, 2) float64 reference-frame landmarks in source pixels (NaN when not detected)
     transform      (2, 3) float64 source pixel -> crop pixel
     meta           JSON text: dataset, sample_id, size, margin, detector, keyframes, already_cropped,
-                   onset, apex, offset, reference (frame number), frames_dir, notes, version
+                   onset, apex, offset, reference (frame number), frames_dir, notes, version, and what
+                   the entry was made from: requested_frames (frame numbers asked for), source_stamp
+                   (names, sizes and mtimes of the source files), frames_crc32 (content check)
+
+An entry is trusted only while it matches the sample row that asks for it (`FaceCache.problem`);
+`prepare` rebuilds entries that disagree or fail the content check, and `load(..., expect=row)` refuses
+them, so a corrected apex or another dataset's file never passes silently.
 
 Uncompressed because training reads one sample per step: np.load of an uncompressed npz is a single
 file open and a memcpy. Writers go through micronbert.utils.io.atomic_path (temp file + rename), so a
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -30,7 +37,7 @@ import pandas as pd
 from micronbert.errors import MicronbertError
 from micronbert.utils.io import atomic_path, atomic_write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: provenance (requested_frames, source_stamp) and frames_crc32
 SETTINGS_FILE = "cache.json"
 _SUFFIX = ".npz"
 
@@ -94,7 +101,7 @@ class FaceCache:
         tf = np.full((2, 3), np.nan) if transform is None else np.asarray(transform, dtype=np.float64)
         info = dict(meta or {})
         info.update(dataset=str(dataset), sample_id=str(sample_id), size=int(frames.shape[1]),
-                    n_frames=int(len(frames)), version=CACHE_VERSION)
+                    n_frames=int(len(frames)), version=CACHE_VERSION, frames_crc32=frames_crc32(frames))
         text = np.array(json.dumps(info, default=_json_default))
         target = self.path(dataset, sample_id)
         with atomic_path(target) as tmp:
@@ -102,21 +109,47 @@ class FaceCache:
                 np.savez(fh, frames=frames, frame_numbers=numbers, landmarks=lm, transform=tf, meta=text)
         return target
 
-    def load(self, dataset: str, sample_id: str) -> CachedSample:
+    def load(self, dataset: str, sample_id: str, expect: dict | None = None) -> CachedSample:
+        """The cached sample; with `expect` (a sample row, or any of onset/apex/offset/frames_dir),
+        refuse an entry made from other frames (MicronbertError naming the difference)."""
         path = self.path(dataset, sample_id)
         if not path.is_file():
             raise MicronbertError(f"sample ({dataset}, {sample_id}) is not in the face cache {self.root} "
                                   f"(expected {path}; run `micronbert prepare`)")
-        return self.load_path(path)
+        sample = self.load_path(path)
+        if expect is not None:
+            diff = meta_mismatch(sample.meta, expect)
+            if diff:
+                raise MicronbertError(f"face cache file {path} is stale: {diff} (run `micronbert prepare` again)")
+        return sample
 
     @staticmethod
     def load_path(path: str | os.PathLike) -> CachedSample:
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return CachedSample(z["frames"], z["frame_numbers"], z["landmarks"], z["transform"],
-                                    json.loads(str(z["meta"])))
+            with np.load(path, allow_pickle=False) as z:  # reading a member checks the zip's CRC
+                sample = CachedSample(z["frames"], z["frame_numbers"], z["landmarks"], z["transform"],
+                                      json.loads(str(z["meta"])))
         except Exception as exc:  # BadZipFile, truncated arrays, bad JSON: all mean "rewrite it"
             raise MicronbertError(f"corrupt face cache file {path}: {exc} (delete it and run prepare again)") from exc
+        want = sample.meta.get("frames_crc32")
+        if want is not None and frames_crc32(sample.frames) != want:
+            raise MicronbertError(f"corrupt face cache file {path}: frames fail their content check "
+                                  f"(delete it and run prepare again)")
+        return sample
+
+    def problem(self, dataset: str, sample_id: str, expect: dict) -> str | None:
+        """Why the entry cannot be trusted for `expect` (missing, corrupt, stale), or None when it can.
+        Reads the whole entry: the content check covers every frame."""
+        path = self.path(dataset, sample_id)
+        if not path.is_file():
+            return "not cached"
+        try:
+            sample = self.load_path(path)
+        except MicronbertError as exc:
+            return str(exc)
+        if sample.meta.get("version") != CACHE_VERSION:
+            return f"made by cache version {sample.meta.get('version')}, this is {CACHE_VERSION}"
+        return meta_mismatch(sample.meta, expect)
 
     def meta(self, dataset: str, sample_id: str) -> dict:
         """Only the metadata (reads one small member of the file)."""
@@ -189,6 +222,42 @@ class FaceCache:
             what = ", ".join(f"{k}: cache has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
             raise MicronbertError(f"face cache {self.root} was made with other settings ({what}); "
                                   f"use another --out folder or the same settings")
+
+
+def frames_crc32(frames: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(frames).data) & 0xFFFFFFFF
+
+
+# Row fields an entry must agree with; frames_dir compared as resolved paths.
+_PROVENANCE = ("dataset", "sample_id", "frames_dir", "onset", "apex", "offset", "requested_frames", "source_stamp",
+               "size", "margin", "detector", "keyframes", "already_cropped")
+
+
+def meta_mismatch(meta: dict, expect: dict) -> str | None:
+    """Which provenance fields of a cache entry differ from `expect` (only keys present in it)."""
+    diffs = []
+    for key in _PROVENANCE:
+        if key not in expect:
+            continue
+        want, have = expect[key], meta.get(key)
+        if key == "frames_dir":
+            same = have is not None and os.path.abspath(str(have)) == os.path.abspath(str(want))
+        elif key in ("onset", "apex", "offset", "size"):
+            try:
+                same = have is not None and int(have) == int(want)
+            except (TypeError, ValueError):
+                same = False
+        elif key == "margin":
+            same = have is not None and abs(float(have) - float(want)) < 1e-9
+        elif key == "requested_frames":
+            same = have is not None and [int(x) for x in have] == [int(x) for x in want]
+        else:
+            same = have == want
+        if not same:
+            shown = "…" if key in ("requested_frames", "source_stamp") else ""
+            diffs.append(f"{key} {shown or repr(have)} in the cache, {shown or repr(want)} expected"
+                         if not shown else f"{key} differs")
+    return "; ".join(diffs) or None
 
 
 def _json_default(obj):

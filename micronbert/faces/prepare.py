@@ -96,11 +96,27 @@ def _aligner(cfg: PrepareConfig):
     return _ALIGNERS[key]
 
 
+def expected_meta(row: dict, cfg: PrepareConfig) -> dict:
+    """What a cache entry for `row` made with `cfg` must record (see FaceCache.problem)."""
+    from micronbert.faces.media import source_stamp
+
+    sf = SampleFrames.from_row(row)
+    positions = _positions(sf, row, cfg.keyframes) if sf.numbers else []
+    paths = sf.paths()
+    return {"dataset": str(row["dataset"]), "sample_id": str(row["sample_id"]), "frames_dir": str(sf.frames_dir),
+            "onset": int(row["onset"]), "apex": int(row["apex"]), "offset": int(row["offset"]),
+            "requested_frames": [sf.numbers[p] for p in positions],
+            "source_stamp": source_stamp([paths[p] for p in positions]),
+            "size": cfg.size, "margin": cfg.margin, "detector": None if cfg.already_cropped else cfg.detector,
+            "keyframes": cfg.keyframes, "already_cropped": cfg.already_cropped}
+
+
 def process_sample(row: dict, cfg: PrepareConfig, root: str) -> tuple[str, list[tuple]]:
     """Align and cache one sample. Returns (status, report entries as (file, row, id, reason, action)).
     status: "done" or "failed". Runs in worker processes: everything in and out is picklable."""
     from micronbert.data.frames import read_image
     from micronbert.faces.align import resize_transform, warp
+    from micronbert.faces.media import FrameSkips, check_sizes
 
     file, line, sid, ds = row["_file"], row["_row"], row["sample_id"], row["dataset"]
     entries: list[tuple] = []
@@ -117,19 +133,32 @@ def process_sample(row: dict, cfg: PrepareConfig, root: str) -> tuple[str, list[
         except MicronbertError:
             return None
 
+    # Read the clip once; leave out unreadable frames and frames of another size than the clip's (one
+    # transform for frames of different sizes would give black or shifted crops).
+    images = [read(pos) for pos in positions]
+    skips = FrameSkips(str(sf.frames_dir))
+    usable = check_sizes(numbers, images, skips)
+    key = {"onset": sf.numbers[sf.position(int(row["onset"]))], "apex": sf.numbers[sf.position(int(row["apex"]))]}
+    lost = [f"{what} frame {n}" for what, n in key.items() if n in skips.left_out]
+    if not any(usable):
+        reason = f"no readable frame in {sf.frames_dir}, {_frames_text(numbers)}"
+        return "failed", [(file, line, sid, reason, "excluded")]
+    if lost:
+        why = "; ".join(skips.notes())
+        return "failed", [(file, line, sid, f"{' and '.join(lost)} unusable ({why})", "excluded")]
+
     notes: list[str] = []
     if cfg.already_cropped:
         m, lm, ref_number, aligner = None, None, None, None
     else:
         aligner = _aligner(cfg)
         det, ref_number = None, None
-        for pos in positions:  # the onset frame, else the first later frame with a face
-            img = read(pos)
-            if img is None:
+        for n, img, ok in zip(numbers, images, usable):  # the onset frame, else the first later frame with a face
+            if not ok:
                 continue
             det = aligner.detect(img)
             if det is not None:
-                ref_number = sf.numbers[pos]
+                ref_number = n
                 break
         if det is None:
             reason = f"no face found in {sf.frames_dir}, {_frames_text(numbers)}"
@@ -140,11 +169,9 @@ def process_sample(row: dict, cfg: PrepareConfig, root: str) -> tuple[str, list[
         lm = det.landmarks
         m = aligner.transform_from_landmarks(lm)
 
-    crops, kept, unreadable = [], [], []
-    for pos in positions:
-        img = read(pos)
-        if img is None:
-            unreadable.append(sf.numbers[pos])
+    crops, kept = [], []
+    for n, img, ok in zip(numbers, images, usable):
+        if not ok:
             continue
         if cfg.already_cropped:
             t = resize_transform(img.shape, cfg.size)
@@ -152,19 +179,12 @@ def process_sample(row: dict, cfg: PrepareConfig, root: str) -> tuple[str, list[
             crops.append(warp(img, t, cfg.size))
         else:
             crops.append(aligner.warp(img, m))
-        kept.append(sf.numbers[pos])
-    if not crops:
-        reason = f"no readable frame in {sf.frames_dir}, {_frames_text(numbers)}"
-        return "failed", [(file, line, sid, reason, "excluded")]
-    if unreadable:
-        entries.append((file, line, sid, f"unreadable frames in {sf.frames_dir} left out: "
-                        f"{' '.join(map(str, unreadable))}", "warning"))
+        kept.append(n)
+    for text in skips.notes():
+        entries.append((file, line, sid, text, "warning"))
     for n in notes:
         entries.append((file, line, sid, f"{n} ({sf.frames_dir})", "warning"))
-    meta = {"margin": cfg.margin, "detector": None if cfg.already_cropped else cfg.detector,
-            "keyframes": cfg.keyframes, "already_cropped": cfg.already_cropped, "mode": "clip",
-            "onset": int(row["onset"]), "apex": int(row["apex"]), "offset": int(row["offset"]),
-            "reference": ref_number, "frames_dir": str(sf.frames_dir), "notes": notes,
+    meta = {**expected_meta(row, cfg), "mode": "clip", "reference": ref_number, "notes": notes + skips.notes(),
             "subject": row.get("subject", ""), "emotion": row.get("emotion", "")}
     FaceCache(root).save(ds, sid, np.stack(crops), np.array(kept), lm, m, meta)
     return "done", entries
@@ -177,6 +197,13 @@ def _work(args):
     except MicronbertError as exc:
         entry = (row["_file"], row["_row"], row["sample_id"], str(exc), "excluded")
         return row["dataset"], row["sample_id"], "failed", [entry]
+
+
+def _check_out_of_frames(out, df: pd.DataFrame) -> None:
+    """The cache must not sit among the frames it is made from (a later `index` would read the crops)."""
+    from micronbert.utils.paths import check_output
+
+    check_output(out, "dir", sorted(set(df["frames_dir"].astype(str))))
 
 
 def prepare(tables: Sequence[str | os.PathLike] | pd.DataFrame, out: str | os.PathLike,
@@ -193,6 +220,7 @@ def prepare(tables: Sequence[str | os.PathLike] | pd.DataFrame, out: str | os.Pa
     df = tables.copy() if isinstance(tables, pd.DataFrame) else load_tables(tables)
     if "_file" not in df.columns:
         df["_file"], df["_row"] = "<table>", np.arange(len(df)) + 2
+    _check_out_of_frames(out, df)
     cache = FaceCache(out)
     cache.root.mkdir(parents=True, exist_ok=True)
     cache.check_settings(cfg.settings())
@@ -201,9 +229,17 @@ def prepare(tables: Sequence[str | os.PathLike] | pd.DataFrame, out: str | os.Pa
     todo = []
     for rec in df[COLUMNS + ["_file", "_row"]].to_dict("records"):
         rec["_row"] = int(rec["_row"])
-        if cache.has(rec["dataset"], rec["sample_id"]):
-            result.skipped.append((rec["dataset"], rec["sample_id"]))
+        ds, sid = rec["dataset"], rec["sample_id"]
+        if not cache.has(ds, sid):
+            todo.append(rec)
+            continue
+        # an existing entry is reused only if it was made from this row's frames with these settings
+        stale = cache.problem(ds, sid, expected_meta(rec, cfg))
+        if stale is None:
+            result.skipped.append((ds, sid))
         else:
+            result.report.add(rec["_file"], rec["_row"], sid, f"cache entry {cache.path(ds, sid)} rebuilt: {stale}",
+                              "warning")
             todo.append(rec)
     jobs = [(r, cfg, str(cache.root)) for r in todo]
     bar = progress(total=len(jobs), desc="prepare", unit="sample")

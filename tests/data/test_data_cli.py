@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from micronbert.data import fake
+from micronbert.testing import fake
 from micronbert.data.samples import read_samples
 
 
@@ -91,6 +91,6 @@ def test_index_options_reach_the_reader(fakes, tmp_path, cli):
     assert (read_samples(out)["apex_source"] == "repaired").sum() == 3
     assert "sub07/EP05_01" in set(read_samples(out)["sample_id"])  # corrupt apex not decoded
     rc, _, err = cli(["index", "--dataset", "samm", "--root", fakes["samm"].root, "--out", out, "--name", "x"])
-    assert rc == 1 and "--name only applies" in err
+    assert rc == 2 and "--name only applies" in err  # usage error (README: exit status)
     rc, _, _ = cli(["index", "--dataset", "folder", "--root", fakes["folder"].root, "--out", out, "--name", "mine"])
     assert rc == 0 and set(read_samples(out)["dataset"]) == {"mine"}

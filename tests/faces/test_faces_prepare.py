@@ -68,7 +68,7 @@ def test_prepare_caches_faces_and_reports_the_rest(table, tmp_path, capsys):
 
     # Run again with --strict: finished samples are skipped, the faceless ones are reported again.
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
-    assert main(["prepare", "--samples", str(path), "--out", str(out), "--strict"]) == 1
+    assert main(["prepare", "--samples", str(path), "--out", str(out), "--strict"]) == 3  # EXIT_FLAGGED, as index --strict
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")} == mtimes
     assert "3 already cached" in capsys.readouterr().out
     # Other settings into the same cache are refused, with one line, no traceback.
