@@ -6,7 +6,7 @@ HELP = ("synthesise a micro-expression dataset from real built-in faces (tiny fa
 
 
 def configure(p) -> None:
-    from micronbert.data.synth import FORMATS
+    from micronbert.synth import FORMATS
 
     p.add_argument("--format", dest="fmt", required=True, choices=FORMATS, help="dataset layout to write")
     p.add_argument("--out", required=True, metavar="DIR", help="dataset root to write (give it to `index --root`)")
@@ -28,7 +28,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from micronbert.data.synth import Distractions, synthesize
+    from micronbert.synth import Distractions, synthesize
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     summary = synthesize(args.fmt, args.out, args.subjects, args.clips_per_subject, args.amplitude_px, args.seed,

@@ -82,7 +82,7 @@ def sample_panels(demo, n: int = 3) -> tuple[list[tuple[str, bytes]], list[dict]
     """Pair figures of a few samples (one per class where possible) and overlap stats of all samples."""
     import pandas as pd
 
-    from micronbert.data.synth import action_map, read_actions
+    from micronbert.synth import action_map, read_actions
     from micronbert.faces.cache import FaceCache
     from micronbert.infer.maps import load_backbone_any, pair_maps
     from micronbert.infer.visualise import change_map, pair_figure
@@ -123,7 +123,7 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def write_report(demo) -> Path:
-    from micronbert.demo.pipeline import load_results, run_title, shuffled_summary
+    from micronbert.demo.results import load_results, run_title, shuffled_summary
 
     parts = ["<h1>micronbert demo</h1><p class=note>μ-BERT on a synthetic micro-expression benchmark made "
              f"from real built-in faces, CASME II layout, protocol megc2019 (3 classes), leave-one-subject-out. "

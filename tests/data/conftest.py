@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from micronbert.data import fake
+from micronbert.testing import fake
 from micronbert.data.readers import index_dataset
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from micronbert.data import fake
+from micronbert.testing import fake
 from micronbert.data.readers import READERS, index_dataset
 from micronbert.data.samples import COLUMNS, SampleFrames, read_samples, write_samples
 from micronbert.errors import MicronbertError

@@ -6,6 +6,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def people():
-    from micronbert.data.synth import load_people
+    from micronbert.synth import load_people
 
     return load_people()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from micronbert.data.synth import Distractions, action_map, make_clips
+from micronbert.synth import Distractions, action_map, make_clips
 from micronbert.demo.report import overlap_stats
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from micronbert.data.synth import (FORMATS, Distractions, displacement_field, intensity, make_clips, read_actions,
-                                   synthesize)
+from micronbert.synth import (FORMATS, Distractions, displacement_field, intensity, make_clips, read_actions,
+                             synthesize)
 from micronbert.faces.template import REGIONS
 
 

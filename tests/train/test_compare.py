@@ -100,7 +100,7 @@ def test_a_protocol_that_keeps_nothing_is_an_error(workspace, tmp_path, capsys):
 
 
 def test_raw_frames_without_a_cache(tmp_path, capsys):
-    from micronbert.data import fake
+    from micronbert.testing import fake
     from micronbert.data.readers import index_dataset
     from micronbert.data.samples import write_samples
 
