@@ -144,3 +144,34 @@ class VideoStream:
         if self.max_frames is None and self.header_frames and short > max(2, 0.01 * self.header_frames):
             self.note = (f"{self.path}: the header says {self.header_frames} frames but only {self.n_decoded} "
                          f"decoded (truncated or damaged file?); using the {self.n_decoded} decoded frames")
+
+
+def write_video_stream(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25.0) -> int:
+    """Write RGB uint8 frames as an H.264 (or MPEG-4) MP4 as they come, atomically; returns the count.
+    Unlike collecting a list first, memory holds one frame whatever the length."""
+    import av
+
+    from micronbert.utils.io import atomic_path
+
+    n = 0
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            stream = None
+            for f in frames:
+                if stream is None:
+                    h, w = f.shape[:2]
+                    h2, w2 = h - h % 2, w - w % 2
+                    try:
+                        stream = out.add_stream("libx264", rate=max(1, round(fps)))
+                    except Exception:  # encoder not built into this PyAV
+                        stream = out.add_stream("mpeg4", rate=max(1, round(fps)))
+                    stream.width, stream.height, stream.pix_fmt = w2, h2, "yuv420p"
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h2, :w2]), format="rgb24")
+                for packet in stream.encode(vf):
+                    out.mux(packet)
+                n += 1
+            if stream is None:
+                raise MicronbertError(f"no frames to write to {path}")
+            for packet in stream.encode():
+                out.mux(packet)
+    return n

@@ -28,10 +28,16 @@ DEFAULT_FPS = 30.0
 
 @dataclass
 class Clip:
-    frames: list[np.ndarray]
+    """What was read: frame rate, each frame's number in the user's numbering, the source. Frames are
+    not kept (they are streamed); `frames` holds them only when the caller passed an array."""
     fps: float
-    numbers: list[int]   # the label of each frame in the user's numbering
+    numbers: list[int]
     source: str
+    frames: list[np.ndarray] | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.numbers)
 
 
 @dataclass
@@ -41,36 +47,82 @@ class PredictionResult:
     face_found: bool
     notes: list[str]
     clip: Clip
-    aligned: Any = None          # micronbert.faces.AlignedClip
+    present: np.ndarray | None = None   # (T,) face found in the aligned crop
+    crops: dict[int, np.ndarray] = field(default_factory=dict)   # aligned onset/apex crops by position
     signal: np.ndarray | None = None
+    threshold: float | None = None      # the spotting threshold in signal units
     maps: list[dict] = field(default_factory=list)
+    transform: np.ndarray | None = None  # source pixel -> aligned crop pixel (one per clip)
+    size: int = 0                        # aligned crop side
+    frame_shape: tuple | None = None     # the clip's frame shape (frames of another size are left out)
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, Any] = field(default_factory=dict)
 
 
-def load_clip(video_or_frames, fps: float | None = None, max_frames: int | None = None) -> Clip:
-    """A video file, a frame folder, a (T, H, W, 3) array or a list of RGB frames."""
-    from micronbert.data.frames import is_video, list_frames, read_image, read_video
+class FrameSource:
+    """Re-iterable (number, RGB frame or None if unreadable) over a video, frame folder or array; one
+    frame in memory at a time for files (a second pass decodes again)."""
 
-    if isinstance(video_or_frames, (str, os.PathLike)):
-        p = Path(video_or_frames)
-        if p.is_dir():
-            listed = list_frames(p)[:max_frames] if max_frames else list_frames(p)
-            if not listed:
-                raise MicronbertError(f"no numbered image frames in {p}")
-            return Clip([read_image(p / name) for _, name in listed], fps or DEFAULT_FPS,
-                        [n for n, _ in listed], str(p))
-        if not p.is_file():
-            raise MicronbertError(f"input not found: {p}")
-        if not is_video(p):
-            raise MicronbertError(f"{p}: not a video file or a frame folder")
-        frames, vfps = read_video(p, max_frames)
-        return Clip(list(frames), fps or (vfps if vfps and vfps > 0 else DEFAULT_FPS), list(range(len(frames))), str(p))
-    frames = [np.asarray(f) for f in video_or_frames]
-    if not frames or any(f.ndim != 3 or f.shape[-1] != 3 for f in frames):
-        raise MicronbertError("expected RGB frames (T, H, W, 3)")
-    frames = frames[:max_frames] if max_frames else frames
-    return Clip(frames, fps or DEFAULT_FPS, list(range(len(frames))), "<array>")
+    def __init__(self, video_or_frames, fps: float | None = None, max_frames: int | None = None):
+        from micronbert.data.frames import is_video, list_frames
+        from micronbert.faces.media import VideoStream
+
+        self.video = None
+        self.array = None
+        self.listed = None
+        if isinstance(video_or_frames, (str, os.PathLike)):
+            p = Path(video_or_frames)
+            self.source = str(p)
+            if p.is_dir():
+                listed = list_frames(p)
+                self.listed = listed[:max_frames] if max_frames else listed
+                if not self.listed:
+                    raise MicronbertError(f"no numbered image frames in {p}")
+                self.folder, self.fps = p, fps or DEFAULT_FPS
+            elif not p.is_file():
+                raise MicronbertError(f"input not found: {p}")
+            elif not is_video(p):
+                raise MicronbertError(f"{p}: not a video file or a frame folder")
+            else:
+                self.video = VideoStream(p, max_frames)
+                self.fps = fps or (self.video.fps if self.video.fps > 0 else DEFAULT_FPS)
+        else:
+            frames = [np.asarray(f) for f in video_or_frames]
+            frames = frames[:max_frames] if max_frames else frames
+            if not frames or any(f.ndim != 3 or f.shape[-1] != 3 for f in frames):
+                raise MicronbertError("expected RGB frames (T, H, W, 3)")
+            self.array, self.source, self.fps = frames, "<array>", fps or DEFAULT_FPS
+
+    def __iter__(self):
+        from micronbert.data.frames import read_image
+
+        if self.array is not None:
+            yield from enumerate(self.array)
+        elif self.listed is not None:
+            for n, name in self.listed:
+                try:
+                    yield n, read_image(self.folder / name)
+                except MicronbertError:
+                    yield n, None
+        else:
+            yield from enumerate(self.video)
+
+    def note(self) -> str | None:
+        return self.video.note if self.video is not None else None
+
+
+def load_clip(video_or_frames, fps: float | None = None, max_frames: int | None = None) -> Clip:
+    """All frames of a short clip in memory (for callers that want them; predict_clip streams)."""
+    src = FrameSource(video_or_frames, fps, max_frames)
+    numbers, frames = [], []
+    for n, img in src:
+        if img is None:
+            raise MicronbertError(f"unreadable frame {n} of {src.source}")
+        numbers.append(n)
+        frames.append(img)
+    if not frames:
+        raise MicronbertError(f"no frames decoded from {src.source}")
+    return Clip(src.fps, numbers, src.source, frames)
 
 
 def _position(clip: Clip, number: int, what: str) -> int:
@@ -82,77 +134,157 @@ def _position(clip: Clip, number: int, what: str) -> int:
 
 
 def _columns(classes: list[str]) -> list[str]:
-    return (["interval", "onset", "apex", "offset", "onset_s", "apex_s", "offset_s", "score", "source", "label",
-             "confidence"] + [f"p_{c}" for c in classes] + ["onset_face", "apex_face", "image"])
+    return (["interval", "onset", "apex", "offset", "onset_s", "apex_s", "offset_s", "score", "source",
+             "below_threshold", "label", "confidence"] + [f"p_{c}" for c in classes]
+            + ["onset_face", "apex_face", "image"])
+
+
+# Face presence is checked on a crop at least this large: detectors find nothing in a 32-px crop, and a
+# small model input must not make every frame "faceless".
+CHECK_SIDE = 128
 
 
 def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None = None, offset: int | None = None,
                  out_dir: str | os.PathLike | None = None, video: bool = False, detector: str = "dlib",
                  margin: float | None = None, fps: float | None = None, max_intervals: int = 5,
                  max_duration_s: float = 0.5, min_score: float = 3.0, max_frames: int | None = None,
-                 check_presence: bool = True, aligner=None) -> PredictionResult:
-    """Run the whole prediction path for one clip with a loaded `MicronBert` (see module doc)."""
+                 check_presence: bool = True, aligner=None, show_progress: bool = True) -> PredictionResult:
+    """Run the whole prediction path for one clip with a loaded `MicronBert` (see module doc).
+
+    Frames are streamed: pass 1 finds each frame's size and the reference face, pass 2 aligns, checks
+    presence and feeds the spotter, pass 3 fetches the onset/apex crops (and pass 4 writes --video);
+    memory does not grow with the clip's length."""
     import pandas as pd
 
     from micronbert.faces import FaceAligner
+    from micronbert.faces.media import FrameSkips, clip_shape
     from micronbert.faces.template import DEFAULT_MARGIN
+    from micronbert.infer.spotting import MotionStream, propose_intervals, spotting_window, threshold_level
+    from micronbert.utils.progress import progress
 
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    clip = load_clip(video_or_frames, fps, max_frames)
-    timings["decode_s"] = time.perf_counter() - t0
     if (onset is None) != (apex is None):
         raise MicronbertError("give both --onset and --apex, or neither (then the apex spotter proposes them)")
-
-    t0 = time.perf_counter()
+    if max_intervals < 1:
+        raise MicronbertError(f"max_intervals must be at least 1, got {max_intervals}")
+    timings: dict[str, float] = {}
+    src = FrameSource(video_or_frames, fps, max_frames)
     if aligner is None:
         inp = mb.meta.get("input") if isinstance(mb.meta.get("input"), dict) else {}
         aligner = FaceAligner(size=mb.size, margin=margin if margin is not None else inp.get("margin", DEFAULT_MARGIN),
                               detector=detector)
-    aligned = aligner.align_clip(clip.frames, check_presence=check_presence)
-    timings["face_s"] = time.perf_counter() - t0
-    notes = list(aligned.notes)
-    present = np.asarray(aligned.present, bool)
-    missing = [clip.numbers[i] for i in np.flatnonzero(~present)]
-    result = PredictionResult(pd.DataFrame(columns=_columns(mb.classes)), [], bool(aligned.face_found), notes, clip,
-                              aligned, timings=timings)
-    if not aligned.face_found:
-        notes.append(f"no face found in {clip.source}: nothing to predict")
-        timings["model_s"] = 0.0
-        if out_dir is not None:
-            _write_outputs(result, mb, Path(out_dir), missing, video)
-        return result
+    checker = FaceAligner(size=max(aligner.size, CHECK_SIDE), margin=aligner.margin, detector=aligner.detector)
 
-    t_len = len(clip.frames)
-    if onset is not None:
+    # Pass 1: numbering, each frame's size, the first frame with a face (of the clip's size).
+    t0 = time.perf_counter()
+    numbers, shapes = [], []
+    for n, img in progress(src, desc="predict: read", unit="frame", disable_override=not show_progress):
+        numbers.append(n)
+        shapes.append(None if img is None else img.shape)
+    if not numbers:
+        raise MicronbertError(f"no frames decoded from {src.source}")
+    clip = Clip(src.fps, numbers, src.source, src.array)
+    shape = clip_shape(shapes)
+    skips = FrameSkips(src.source, clip_shape=shape, decode_note=src.note())
+    for n, sh in zip(numbers, shapes):
+        if sh is None:
+            skips.unreadable.append(n)
+        elif sh != shape:
+            skips.odd_size.append(n)
+            skips.odd_shapes[n] = sh
+    usable = np.array([sh is not None and sh == shape for sh in shapes])
+    ref, det = None, None
+    for i, (n, img) in enumerate(src):
+        if usable[i]:
+            det = aligner.detect(img)
+            if det is not None:
+                ref = i
+                break
+    timings["decode_s"] = time.perf_counter() - t0
+    notes = skips.notes()
+    t_len = len(numbers)
+    result = PredictionResult(pd.DataFrame(columns=_columns(mb.classes)), [], det is not None, notes, clip,
+                              np.zeros(t_len, bool), timings=timings)
+    if det is None:
+        notes.append(f"no face found in {clip.source}: nothing to predict")
+        timings["face_s"] = timings["model_s"] = 0.0
+        if out_dir is not None:
+            _write_outputs(result, mb, Path(out_dir), video, src)
+        return result
+    if ref:
+        notes.append(f"no face on the first frame; aligned on frame {numbers[ref]}")
+    notes.extend(det.notes)
+    m = aligner.transform_from_landmarks(det.landmarks)
+    result.transform, result.size, result.frame_shape = m, aligner.size, shape
+    m_check = checker.transform_from_landmarks(det.landmarks)
+
+    given = onset is not None
+    if given:
         on, ap = _position(clip, onset, "onset"), _position(clip, apex, "apex")
         off = _position(clip, offset, "offset") if offset is not None else min(t_len - 1, ap + (ap - on))
         if not on <= ap <= off:
             raise MicronbertError(f"need onset <= apex <= offset, got {onset}, {apex}, "
                                   f"{offset if offset is not None else clip.numbers[off]}")
+        for what, pos in (("onset", on), ("apex", ap)):
+            if not usable[pos]:
+                raise MicronbertError(f"the {what} frame {numbers[pos]} of {clip.source} is unusable "
+                                      f"({'; '.join(skips.notes())})")
+    window, k = spotting_window(clip.fps, max_duration_s)
+    motion = None if given else MotionStream(k=k)
+
+    # Pass 2: align, check presence, feed the spotter (one frame at a time).
+    t0 = time.perf_counter()
+    present = result.present
+    for i, (n, img) in enumerate(progress(src, total=t_len, desc="predict: align", unit="frame",
+                                          disable_override=not show_progress)):
+        if i >= t_len:
+            break
+        big = checker.warp(img, m_check) if usable[i] else None
+        if big is not None:
+            present[i] = (i == ref) or not check_presence or checker.face_present(big)
+        if motion is not None:
+            motion.push(big, bool(present[i]))
+        if given and i in (on, ap) and usable[i]:
+            result.crops[i] = aligner.warp(img, m)
+    timings["face_s"] = time.perf_counter() - t0
+    if not present.all():
+        notes.append(f"no face in the aligned crop of {int((~present).sum())} of {t_len} frames")
+
+    if given:
         intervals, source = [Interval(on, ap, off, float("nan"))], "given"
     else:
         t0 = time.perf_counter()
-        intervals, signal = spot_intervals(aligned.frames, clip.fps, max_duration_s, present, min_score,
-                                           max_intervals)
+        result.signal = motion.finish()
+        intervals = propose_intervals(result.signal, window, min_score, max_intervals)
+        result.threshold = threshold_level(result.signal, min_score)
         timings["spot_s"] = time.perf_counter() - t0
-        result.signal, source = signal, "spotted"
+        source = "spotted"
         if intervals and intervals[0].score < min_score:
-            notes.append(f"no clear movement: the best spotted interval scores {intervals[0].score:.2f} "
-                         f"(< {min_score:g})")
+            notes.append(f"no movement above the spotting threshold: the strongest candidate scores "
+                         f"{intervals[0].score:.2f} (< {min_score:g}); it is reported as below_threshold, "
+                         f"not as a detection")
+        # Pass 3: only the onset/apex crops the model needs.
+        wanted = {p for iv in intervals for p in (iv.onset, iv.apex)}
+        for i, (n, img) in enumerate(src):
+            if i > max(wanted):
+                break
+            if i in wanted and usable[i]:
+                result.crops[i] = aligner.warp(img, m)
     result.intervals = intervals
 
     t0 = time.perf_counter()
-    frames = aligned.frames
-    out = mb.forward_batch(frames[[iv.onset for iv in intervals]], frames[[iv.apex for iv in intervals]])
+    blank = np.zeros((aligner.size, aligner.size, 3), np.uint8)  # stands in for an unusable frame
+    firsts = np.stack([result.crops.get(iv.onset, blank) for iv in intervals])
+    seconds = np.stack([result.crops.get(iv.apex, blank) for iv in intervals])
+    out = mb.forward_batch(firsts, seconds)
     timings["model_s"] = time.perf_counter() - t0
 
     rows = []
     for j, iv in enumerate(intervals):
         p = out["probabilities"][j]
+        below = bool(not given and iv.score < min_score)
         row = {"interval": j, "onset": clip.numbers[iv.onset], "apex": clip.numbers[iv.apex],
                "offset": clip.numbers[iv.offset], "onset_s": iv.onset / clip.fps, "apex_s": iv.apex / clip.fps,
-               "offset_s": iv.offset / clip.fps, "score": iv.score, "source": source,
+               "offset_s": iv.offset / clip.fps, "score": iv.score, "source": source, "below_threshold": below,
                "label": mb.classes[int(p.argmax())], "confidence": float(p.max()),
                **{f"p_{c}": float(v) for c, v in zip(mb.classes, p)},
                "onset_face": bool(present[iv.onset]), "apex_face": bool(present[iv.apex]), "image": ""}
@@ -162,35 +294,42 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
         result.maps.append({"dma_map": out["dma_map"][j], "poi_map": out["poi_map"][j]})
     result.table = pd.DataFrame(rows, columns=_columns(mb.classes))
     if out_dir is not None:
-        _write_outputs(result, mb, Path(out_dir), missing, video)
+        _write_outputs(result, mb, Path(out_dir), video, src)
     return result
 
 
-def _write_outputs(result: PredictionResult, mb, out_dir: Path, missing: list[int], video: bool) -> None:
-    from micronbert.infer.visualise import pair_figure
+def _write_outputs(result: PredictionResult, mb, out_dir: Path, video: bool, src: FrameSource) -> None:
+    from micronbert.infer.visualise import pair_figure, timeline_figure
     from micronbert.utils.io import atomic_write_json, atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     clip, table = result.clip, result.table
-    frames = result.aligned.frames if result.aligned is not None else None
     for j, iv in enumerate(result.intervals):
         name = f"interval{j:02d}_apex{clip.numbers[iv.apex]}.png"
         row = table.iloc[j]
-        pair_figure(frames[iv.onset], frames[iv.apex], result.maps[j]["dma_map"],
+        blank = np.zeros((mb.size, mb.size, 3), np.uint8)
+        tag = " (below the spotting threshold: not a detection)" if row["below_threshold"] else ""
+        pair_figure(result.crops.get(iv.onset, blank), result.crops.get(iv.apex, blank), result.maps[j]["dma_map"],
                     result.maps[j]["poi_map"] if mb.config.use_poi else None, out_dir / name,
                     title=f"{Path(clip.source).name}: onset {row['onset']}, apex {row['apex']} → "
-                          f"{row['label']} ({row['confidence']:.2f})")
+                          f"{row['label']} ({row['confidence']:.2f}){tag}")
         table.loc[j, "image"] = name
+    if result.signal is not None:
+        timeline_figure(result.signal, clip.fps, result.threshold, result.intervals, table, out_dir / "timeline.png",
+                        title=Path(clip.source).name, present=result.present)
+        result.files["timeline"] = str(out_dir / "timeline.png")
     atomic_write_text(out_dir / "predictions.csv", table.to_csv(index=False))
     if video and result.face_found:
-        from micronbert.data.frames import write_video
+        from micronbert.faces.media import write_video_stream
 
-        write_video(out_dir / "predictions.mp4", annotate_frames(result), fps=clip.fps)
+        write_video_stream(out_dir / "predictions.mp4", annotate_frames(result, src), fps=clip.fps)
         result.files["video"] = str(out_dir / "predictions.mp4")
-    doc = {"source": clip.source, "fps": clip.fps, "n_frames": len(clip.frames), "face_found": result.face_found,
+    missing = [clip.numbers[i] for i in np.flatnonzero(~np.asarray(result.present, bool))]
+    doc = {"source": clip.source, "fps": clip.fps, "n_frames": clip.n_frames, "face_found": result.face_found,
            "frames_without_face": missing, "model": getattr(mb, "path", None), "classes": mb.classes,
            "input_size": mb.size, "notes": result.notes,
            "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+           "spotting_threshold": None if result.threshold is None else round(float(result.threshold), 6),
            "motion_signal": None if result.signal is None else [round(float(v), 4) for v in result.signal],
            "intervals": json.loads(table.to_json(orient="records"))}
     atomic_write_json(out_dir / "predictions.json", doc)
@@ -198,30 +337,35 @@ def _write_outputs(result: PredictionResult, mb, out_dir: Path, missing: list[in
                         images=[str(out_dir / n) for n in table["image"] if n])
 
 
-def annotate_frames(result: PredictionResult, size: int = 256) -> list[np.ndarray]:
-    """Aligned frames with frame number, the interval's label while inside it (DMA change map over the
-    face) and the motion signal as a strip with a cursor."""
+def annotate_frames(result: PredictionResult, src: FrameSource, size: int = 256):
+    """Aligned frames (re-read from `src`, one at a time) with frame number, the interval's label while
+    inside it (DMA change map over the face) and the motion signal as a strip with a cursor."""
     import cv2
 
     from micronbert.infer.visualise import change_map, overlay
 
-    frames = result.aligned.frames
-    t_len = len(frames)
+    t_len = result.clip.n_frames
     strip_h = 40
     sig = result.signal
     pts = None
     if sig is not None and len(sig) > 1:
         s = (sig - sig.min()) / max(float(np.ptp(sig)), 1e-9)
         pts = np.stack([np.linspace(0, size - 1, t_len), strip_h - 4 - s * (strip_h - 8)], 1).astype(np.int32)
-    out = []
-    for t in range(t_len):
-        img = cv2.resize(frames[t], (size, size), interpolation=cv2.INTER_LINEAR)
+    shape = result.frame_shape
+    for t, (n, frame) in enumerate(src):
+        if t >= t_len:
+            break
+        if frame is None or frame.shape != shape:
+            img = np.zeros((size, size, 3), np.uint8)
+        else:
+            img = cv2.resize(_aligned(result, frame), (size, size), interpolation=cv2.INTER_LINEAR)
         label = ""
         for j, iv in enumerate(result.intervals):
             if iv.onset <= t <= iv.offset:
                 img = overlay(img, change_map(result.maps[j]["dma_map"]), alpha=0.3)
                 row = result.table.iloc[j]
-                label = f"{row['label']} {row['confidence']:.2f}" + (" APEX" if t == iv.apex else "")
+                label = (f"{row['label']} {row['confidence']:.2f}" + (" APEX" if t == iv.apex else "")
+                         + (" (weak)" if row["below_threshold"] else ""))
                 cv2.rectangle(img, (1, 1), (size - 2, size - 2), (255, 40, 40), 3)
                 break
         cv2.putText(img, f"frame {result.clip.numbers[t]}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
@@ -233,5 +377,10 @@ def annotate_frames(result: PredictionResult, size: int = 256) -> list[np.ndarra
             cv2.polylines(strip, [pts], False, (0, 200, 255), 1, cv2.LINE_AA)
             x = int(pts[t, 0])
             cv2.line(strip, (x, 0), (x, strip_h - 1), (255, 255, 255), 1)
-        out.append(np.concatenate([img, strip], 0))
-    return out
+        yield np.concatenate([img, strip], 0)
+
+
+def _aligned(result: PredictionResult, frame: np.ndarray) -> np.ndarray:
+    from micronbert.faces.align import warp
+
+    return warp(frame, result.transform, result.size)

@@ -31,47 +31,96 @@ class Interval:
         return asdict(self)
 
 
-def _gray(frames: np.ndarray, max_side: int = 128) -> np.ndarray:
+def _gray_one(frame: np.ndarray, max_side: int = 128) -> np.ndarray:
     import cv2
 
-    t, h, w = frames.shape[:3]
+    h, w = frame.shape[:2]
     s = min(1.0, max_side / max(h, w))
-    out = []
-    for f in frames:
-        g = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f
-        if s < 1.0:
-            g = cv2.resize(g, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        out.append(cv2.GaussianBlur(g.astype(np.float32), (3, 3), 0))
-    return np.stack(out)
+    g = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+    if s < 1.0:
+        g = cv2.resize(g, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(g.astype(np.float32), (3, 3), 0)
+
+
+class MotionStream:
+    """The motion signal computed while frames arrive: memory holds 2k+1 small gray frames, whatever
+    the clip's length (predict streams long videos through it).
+
+    push(frame, present) per frame in order, then finish() -> (T,) signal. A frame without a face is
+    replaced by the last frame with one (at the start: the first one) so it serves as nobody's
+    reference, and its own value is 0.
+    """
+
+    def __init__(self, k: int = 6, blocks: int = 8, top: float = 0.1, smooth: int = 3):
+        self.k, self.blocks, self.top, self.smooth = max(1, int(k)), blocks, top, smooth
+        self.gray: dict[int, np.ndarray | None] = {}   # position -> gray; None until a face frame is seen
+        self.ok: list[bool] = []
+        self.values: list[float] = []
+        self._last_good: np.ndarray | None = None
+
+    def push(self, frame: np.ndarray | None, present: bool = True) -> None:
+        t = len(self.ok)
+        good = frame is not None and bool(present)
+        if good:
+            g = _gray_one(np.asarray(frame))
+            if self._last_good is None:  # leading faceless frames take the first face frame
+                for p in self.gray:
+                    self.gray[p] = g
+            self._last_good = g
+        self.gray[t] = g if good else self._last_good
+        self.ok.append(good)
+        ready = t - self.k  # its reach min(k, ready) is available now
+        if ready >= 0:
+            self._emit(ready, min(self.k, ready))
+        for p in [p for p in self.gray if p < t - 2 * self.k]:
+            del self.gray[p]
+
+    def _emit(self, t: int, reach: int) -> None:
+        g, a, b = self.gray[t], self.gray[t - reach], self.gray[t + reach]
+        if not self.ok[t] or g is None:
+            self.values.append(0.0)  # no face: no movement to report
+            return
+        diff = np.abs(g - 0.5 * (a + b))
+        h, w = diff.shape
+        bh, bw = h // self.blocks, w // self.blocks
+        d = diff[:bh * self.blocks, :bw * self.blocks].reshape(self.blocks, bh, self.blocks, bw).mean((1, 3)).ravel()
+        n_top = max(1, int(round(self.top * d.size)))
+        self.values.append(float(np.sort(d)[-n_top:].mean() - np.median(d)))
+
+    def finish(self) -> np.ndarray:
+        t_len = len(self.ok)
+        for t in range(len(self.values), t_len):
+            # symmetric reach, shrunk near the ends: a one-sided reference would turn drift into a peak
+            self._emit(t, min(self.k, t, t_len - 1 - t))
+        sig = np.asarray(self.values, dtype=np.float64)
+        if self.smooth > 1 and t_len >= self.smooth:
+            sig = np.convolve(np.pad(sig, self.smooth // 2, mode="edge"), np.ones(self.smooth) / self.smooth,
+                              mode="valid")
+        return sig
 
 
 def motion_signal(frames: np.ndarray, k: int = 6, blocks: int = 8, top: float = 0.1,
                   present: np.ndarray | None = None, smooth: int = 3) -> np.ndarray:
-    """(T, S, S, 3) uint8 aligned frames -> (T,) float motion signal (see module doc)."""
-    g = _gray(np.asarray(frames))
-    t_len, h, w = g.shape
-    ok = np.ones(t_len, bool) if present is None else np.asarray(present, bool)
-    if 0 < ok.sum() < t_len:
-        # a faceless frame must not serve as anyone's reference: stand in the nearest frame with a face
-        have = np.flatnonzero(ok)
-        nearest = have[np.abs(np.arange(t_len)[:, None] - have[None]).argmin(1)]
-        g = g[nearest]
-    k = max(1, int(k))
-    idx = np.arange(t_len)
-    # symmetric reach, shrunk near the ends: a one-sided reference would turn any drift into a peak there
-    reach = np.minimum(k, np.minimum(idx, t_len - 1 - idx))
-    ref = 0.5 * (g[idx - reach] + g[idx + reach])
-    diff = np.abs(g - ref)
-    bh, bw = h // blocks, w // blocks
-    diff = diff[:, :bh * blocks, :bw * blocks].reshape(t_len, blocks, bh, blocks, bw).mean((2, 4))
-    diff = diff.reshape(t_len, -1)
-    n_top = max(1, int(round(top * diff.shape[1])))
-    strongest = np.sort(diff, axis=1)[:, -n_top:].mean(1)
-    sig = strongest - np.median(diff, axis=1)
-    sig = np.where(ok, sig, 0.0)  # no face: no movement to report
-    if smooth > 1 and t_len >= smooth:
-        sig = np.convolve(np.pad(sig, smooth // 2, mode="edge"), np.ones(smooth) / smooth, mode="valid")
-    return sig.astype(np.float64)
+    """(T, S, S, 3) uint8 aligned frames -> (T,) float motion signal (see module doc and MotionStream)."""
+    stream = MotionStream(k, blocks, top, smooth)
+    ok = np.ones(len(frames), bool) if present is None else np.asarray(present, bool)
+    for f, p in zip(frames, ok):
+        stream.push(f, bool(p))
+    return stream.finish()
+
+
+def robust_baseline(sig: np.ndarray) -> tuple[float, float]:
+    """(baseline, spread) of a motion signal: median and scaled MAD, floored away from zero."""
+    sig = np.asarray(sig, dtype=np.float64)
+    baseline = float(np.median(sig))
+    spread = 1.4826 * float(np.median(np.abs(sig - baseline)))
+    return baseline, max(spread, 1e-3 * max(float(np.abs(sig).max()), 1e-6), 1e-9)
+
+
+def threshold_level(sig: np.ndarray, min_score: float) -> float:
+    """The signal value a peak must reach to score `min_score` (the line on the timeline plot)."""
+    baseline, spread = robust_baseline(sig)
+    return baseline + min_score * spread
 
 
 def _extent(sig: np.ndarray, apex: int, level: float, reach: int) -> tuple[int, int]:
@@ -104,9 +153,7 @@ def propose_intervals(sig: np.ndarray, window: int, min_score: float = 3.0, max_
     if t_len == 0:
         return []
     window = max(3, min(int(window), t_len))
-    baseline = float(np.median(sig))
-    spread = 1.4826 * float(np.median(np.abs(sig - baseline)))
-    spread = max(spread, 1e-3 * max(float(np.abs(sig).max()), 1e-6), 1e-9)
+    baseline, spread = robust_baseline(sig)
     apexes = set()
     for start in range(0, max(1, t_len - window + 1), max(1, window // 4)):
         apexes.add(start + int(np.argmax(sig[start:start + window])))
@@ -132,11 +179,16 @@ def propose_intervals(sig: np.ndarray, window: int, min_score: float = 3.0, max_
     return kept
 
 
+def spotting_window(fps: float, max_duration_s: float) -> tuple[int, int]:
+    """(window, k) in frames for the longest expected movement at this frame rate."""
+    window = max(3, int(round(max_duration_s * fps)))
+    return window, max(1, window // 2)
+
+
 def spot_intervals(frames: np.ndarray, fps: float = 30.0, max_duration_s: float = 0.5,
                    present: np.ndarray | None = None, min_score: float = 3.0,
                    max_intervals: int = 5) -> tuple[list[Interval], np.ndarray]:
     """Aligned frames -> (intervals strongest first, the motion signal). Durations in seconds use `fps`."""
-    window = max(3, int(round(max_duration_s * fps)))
-    k = max(1, window // 2)
+    window, k = spotting_window(fps, max_duration_s)
     sig = motion_signal(frames, k=k, present=present)
     return propose_intervals(sig, window, min_score, max_intervals), sig

@@ -52,17 +52,67 @@ def pair_figure(onset: np.ndarray, apex: np.ndarray, dma_map: np.ndarray, poi_ma
 
     from micronbert.utils.io import atomic_save
 
-    panels = [("onset", onset), ("apex", apex), ("|apex − onset|", difference_image(onset, apex)),
-              ("DMA change", overlay(apex, change_map(dma_map)))]
+    # heat-map panels carry a colour bar: min-max scaled per image, so 0/1 mean "least/most in this pair"
+    panels = [("onset", onset, None), ("apex", apex, None),
+              ("|apex − onset|", difference_image(onset, apex), ("gray", "difference (amplified)")),
+              ("DMA change", overlay(apex, change_map(dma_map)), ("jet", "change (0 = none, 1 = most)"))]
     if poi_map is not None:
-        panels.append(("PoI saliency", overlay(apex, scale01(poi_map))))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
-    for ax, (name, img) in zip(axes, panels):
+        panels.append(("PoI saliency", overlay(apex, scale01(poi_map)), ("jet", "saliency (scaled 0-1)")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3.3))
+    for ax, (name, img, bar) in zip(axes, panels):
         ax.imshow(img)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
+        if bar is not None:
+            mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=bar[0])
+            cb = fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.06, pad=0.04)
+            cb.set_label(bar[1], fontsize=7)
+            cb.ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def timeline_figure(signal: np.ndarray, fps: float, threshold: float | None, intervals, table, path,
+                    title: str = "", present: np.ndarray | None = None) -> None:
+    """One PNG: the motion score over the whole clip (seconds), the spotting threshold, each spotted
+    interval shaded with its label; intervals below the threshold are drawn grey and hatched and
+    labelled as such. Frames without a face are marked along the bottom. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from micronbert.utils.io import atomic_save
+
+    sig = np.asarray(signal, dtype=np.float64)
+    t = np.arange(len(sig)) / fps
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot(t, sig, color="#1f5fa8", lw=1.2, label="motion score")
+    if threshold is not None:
+        ax.axhline(threshold, color="#c0392b", ls="--", lw=1, label="spotting threshold")
+    top = float(sig.max()) if len(sig) else 1.0
+    for j, iv in enumerate(intervals):
+        row = table.iloc[j]
+        below = bool(row.get("below_threshold", False))
+        a, b = iv.onset / fps, (iv.offset + 1) / fps
+        ax.axvspan(a, b, color="0.7" if below else "#f5b041", alpha=0.35, hatch="//" if below else None, lw=0)
+        ax.axvline(iv.apex / fps, color="0.4" if below else "#d35400", lw=1)
+        text = f"{row['label']} {row['confidence']:.2f}" + ("\n(below threshold)" if below else "")
+        ax.text(iv.apex / fps, top, text, fontsize=7, ha="center", va="bottom", color="0.3" if below else "black")
+    if present is not None and not np.all(present):
+        gone = np.flatnonzero(~np.asarray(present, bool))
+        ax.plot(gone / fps, np.full(len(gone), float(sig.min()) if len(sig) else 0.0), "|", color="0.5",
+                ms=6, label="no face")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("motion score")
+    ax.set_xlim(0, max(len(sig) / fps, 1e-3))
+    ax.margins(y=0.25)
+    ax.legend(loc="upper right", fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

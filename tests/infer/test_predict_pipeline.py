@@ -39,6 +39,12 @@ def test_predict_video_spotted(tiny_dir, tmp_path, capsys):
         assert img.ndim == 3 and img.shape[1] > 500
     doc = json.loads((out / "predictions.json").read_text())
     assert doc["face_found"] and doc["n_frames"] == 72 and len(doc["motion_signal"]) == 72
+    assert (out / "timeline.png").is_file() and doc["spotting_threshold"] is not None
+    # an interval below the threshold is marked, never printed as a detection
+    for row in doc["intervals"]:
+        assert row["below_threshold"] == (row["score"] < 3.0)
+        if row["below_threshold"]:
+            assert f"interval {row['interval']}:" in printed and "not a detection" in printed
     assert doc["intervals"][0]["label"] == table["label"][0]
     frames, _ = read_video(out / "predictions.mp4")
     assert len(frames) == 72
@@ -74,13 +80,33 @@ def test_frames_without_face_are_reported_not_fatal(tiny_dir, tmp_path):
     assert any("unreliable" in n for n in res.notes)
 
 
+def test_weak_interval_is_marked_below_threshold(tiny_dir, tmp_path, capsys):
+    from micronbert.cli import main
+    from micronbert.data.builtin import face_photos
+
+    from micronbert.data.frames import write_image
+
+    face = face_photos(required=False)["grace_hopper"]
+    folder = tmp_path / "still"
+    folder.mkdir()
+    for i in range(20):  # a still face: whatever the spotter finds is below any sensible threshold
+        write_image(folder / f"img{i:02d}.png", face)
+    out = tmp_path / "o"
+    assert main(["predict", str(folder), "--weights", str(tiny_dir), "--out", str(out), "--min-score", "1000"]) == 0
+    printed = capsys.readouterr().out
+    table = pd.read_csv(out / "predictions.csv")
+    assert len(table) == 1 and table["below_threshold"].all()
+    assert "not a detection" in printed and " -> " not in printed
+    assert json.loads((out / "predictions.json").read_text())["intervals"][0]["below_threshold"] is True
+
+
 def test_video_without_face_exits_cleanly(tiny_dir, tmp_path, capsys):
     from micronbert.cli import main
     from micronbert.data.builtin import no_face_video
 
     out = tmp_path / "none"
     assert main(["predict", str(no_face_video()), "--weights", str(tiny_dir), "--out", str(out),
-                 "--max-frames", "12"]) == 0
+                 "--max-frames", "12"]) == 3  # EXIT_FLAGGED: no face, as `micronbert faces`
     assert "no face found" in capsys.readouterr().out
     table = pd.read_csv(out / "predictions.csv")
     assert len(table) == 0 and "p_surprise" in table.columns
