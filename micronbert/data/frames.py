@@ -101,7 +101,9 @@ class VideoInfo:
     height: int
 
 
-def video_info(path: str | os.PathLike) -> VideoInfo:
+def video_info(path: str | os.PathLike, count: bool = True) -> VideoInfo:
+    """Frame rate, size and frame count. With `count`, the count is that of the video packets actually
+    present (a demux pass, no decoding), not the header's: a truncated file reports what it holds."""
     import av
 
     path = Path(path)
@@ -110,11 +112,78 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 30.0)
             n = int(stream.frames or 0)
-            if n <= 0:
-                n = sum(1 for _ in container.decode(video=0))
+            if count or n <= 0:
+                n = sum(1 for packet in container.demux(stream) if packet.size > 0)
             return VideoInfo(path, fps, n, stream.codec_context.width, stream.codec_context.height)
     except (av.error.FFmpegError, IndexError, OSError) as exc:
         raise MicronbertError(f"unreadable video: {path} ({exc})") from exc
+
+
+class VideoReader:
+    """Random access to frames of one video by seeking (PyAV): memory holds one GOP's worth of decoding,
+    not the video. Reading t then t+δ (a pair) decodes forward without a second seek."""
+
+    _forward_window = 32  # frames ahead of the last decoded one that are cheaper to decode than to seek
+
+    def __init__(self, path: str | os.PathLike):
+        import av
+
+        self.path = Path(path)
+        try:
+            self._container = av.open(str(self.path))
+            self._stream = self._container.streams.video[0]
+        except (av.error.FFmpegError, IndexError, OSError) as exc:
+            raise MicronbertError(f"unreadable video: {self.path} ({exc})") from exc
+        self._stream.thread_type = "AUTO"
+        rate = self._stream.average_rate or self._stream.guessed_rate or 30
+        self._fps = float(rate)
+        self._tb = float(self._stream.time_base)
+        self._start = int(self._stream.start_time or 0)
+        self._iter = None
+        self._next = 0          # index of the frame the open decoder yields next
+        self._recent: dict[int, np.ndarray] = {}
+
+    def _index(self, frame) -> int:
+        if frame.pts is None:
+            return self._next
+        return int(round((frame.pts - self._start) * self._tb * self._fps))
+
+    def _seek(self, t: int) -> None:
+        target = self._start + int(t / self._fps / self._tb)
+        self._container.seek(max(target, self._start), stream=self._stream, backward=True, any_frame=False)
+        self._iter = self._container.decode(self._stream)
+        self._next = -1  # unknown until the first frame's pts
+
+    def frame(self, t: int) -> np.ndarray:
+        """RGB uint8 frame t (0-based); MicronbertError if the video does not hold it."""
+        import av
+
+        if t in self._recent:
+            return self._recent[t]
+        if t < 0:
+            raise MicronbertError(f"frame {t} not in video {self.path}")
+        if self._iter is None or not (self._next >= 0 and self._next <= t <= self._next + self._forward_window):
+            self._seek(t)
+        try:
+            for frame in self._iter:
+                idx = self._index(frame)
+                self._next = idx + 1
+                if idx < t:
+                    continue
+                img = frame.to_ndarray(format="rgb24")
+                self._recent = {idx: img} if idx != t else {**{k: v for k, v in self._recent.items()
+                                                              if k >= t - 8}, idx: img}
+                if idx == t:
+                    return img
+                break  # the stream skipped frame t: seeking lands past it
+        except (av.error.FFmpegError, OSError) as exc:
+            self._iter = None
+            raise MicronbertError(f"unreadable frame {t} of video {self.path} ({exc})") from exc
+        self._iter = None
+        raise MicronbertError(f"frame {t} not decodable in video {self.path} (truncated or damaged?)")
+
+    def close(self) -> None:
+        self._container.close()
 
 
 def iter_video(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
@@ -135,7 +204,7 @@ def iter_video(path: str | os.PathLike, max_frames: int | None = None) -> Iterat
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
     """All frames (T, H, W, 3) uint8 and the frame rate."""
-    info = video_info(path)
+    info = video_info(path, count=False)
     frames = list(iter_video(path, max_frames))
     if not frames:
         raise MicronbertError(f"no frames decoded from video: {path}")

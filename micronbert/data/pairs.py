@@ -4,27 +4,88 @@ The schedule is a pure function of (seed, step, rank): every global batch is dra
 permutation of all anchor frames, and each rank takes its own contiguous share of it. So a resumed run
 sees exactly the batches an uninterrupted one would, and a run resumed with a different number of
 ranks continues the same global schedule.
+
+The index stays flat at millions of frames: anchors are implicit (per-source counts and their
+cumulative offsets, O(sources) memory), the epoch permutation is a keyed bijection computed on demand
+(a Feistel network: nothing materialised, resume at any step is O(1)), δ and the flip are hashes of
+(seed, epoch, position), and a frame folder's file names are one pattern (prefix, number, suffix)
+instead of one string per frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import lru_cache
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from micronbert.data.frames import is_video, list_frames, read_image, video_info, iter_video
+from micronbert.data.frames import VideoReader, is_video, list_frames, read_image, video_info
 from micronbert.errors import MicronbertError
+
+
+class FrameNames:
+    """The file names of one frame folder in number order, stored compactly: `prefix + number (zero-
+    padded to width) + suffix` with the numbers a range (O(1)) or an int32 array; names that follow no
+    single pattern are kept in one bytes blob with offsets (still no Python string per frame)."""
+
+    def __init__(self, listing: list[tuple[int, str]]):
+        import re
+
+        self.n = len(listing)
+        self.prefix = self.suffix = ""
+        self.width, self.start, self.numbers, self.blob, self.offsets = 0, 0, None, None, None
+        if not listing:
+            return
+        first_num, first = listing[0]
+        m = re.search(r"(\d+)(?!.*\d)", Path(first).stem)
+        if m:
+            digits = m.group(1)
+            self.prefix, self.suffix = first[:m.start()], first[m.end():]
+            self.width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
+            fmt = (self.prefix.replace("%", "%%") + f"%0{self.width}d" + self.suffix.replace("%", "%%"))
+            numbers = [num for num, _ in listing]
+            if [name for _, name in listing] == [fmt % num for num in numbers]:  # C-speed comparison
+                last_num = listing[-1][0]
+                if last_num - first_num + 1 == self.n:
+                    self.start = first_num           # contiguous numbers: nothing per frame
+                else:
+                    self.numbers = np.array(numbers, np.int64).astype(np.int32)
+                return
+        encoded = [name.encode() for _, name in listing]
+        self.blob = b"".join(encoded)
+        self.offsets = np.zeros(self.n + 1, np.int64)
+        np.cumsum([len(e) for e in encoded], out=self.offsets[1:])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, t: int) -> str:
+        if not 0 <= t < self.n:
+            raise IndexError(t)
+        if self.blob is not None:
+            return self.blob[self.offsets[t]:self.offsets[t + 1]].decode()
+        num = self.start + t if self.numbers is None else int(self.numbers[t])
+        return f"{self.prefix}{num:0{self.width}d}{self.suffix}"  # the pattern verified at build
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.numbers, self.offsets) if a is not None) + len(self.blob or b"")
 
 
 @dataclass
 class FrameSource:
-    kind: str                 # "video" or "folder"
+    kind: str                 # "video", "folder", or another reader's kind (e.g. "cache")
     path: Path
     fps: float
     n_frames: int
-    files: list[str] = field(default_factory=list)  # folder: frame file names in number order
+    names: FrameNames | None = None  # folder: frame file names in number order
+    # Any other kind: a picklable object with .frame(t) -> RGB uint8 (H, W, 3), e.g. a face-cache clip
+    # (built by the layer that knows that format: data never imports faces).
+    reader: object | None = None
+
+    @property
+    def files(self) -> list[str]:
+        return [self.names[t] for t in range(len(self.names))] if self.names is not None else []
 
 
 def discover_sources(paths, fps: float = 30.0) -> list[FrameSource]:
@@ -50,7 +111,7 @@ def _collect(p: Path, fps: float, out: list[FrameSource]) -> None:
         return
     frames = list_frames(p)
     if len(frames) >= 2:
-        out.append(FrameSource("folder", p, fps, len(frames), [name for _, name in frames]))
+        out.append(FrameSource("folder", p, fps, len(frames), FrameNames(frames)))
     for child in sorted(p.iterdir()):
         if child.is_dir() or is_video(child):
             _collect(child, fps, out)
@@ -71,90 +132,176 @@ def fit_square(img: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-@lru_cache(maxsize=8)
-def _decoded_video(path: str, size: int) -> np.ndarray:
-    # Short face videos are decoded once per process; long ones belong in shards (`micronbert shard`).
-    return np.stack([fit_square(f, size) for f in iter_video(path)])
-
-
 class FrameStore:
-    """Reads frame t of a source as uint8 (size, size, 3)."""
+    """Reads frame t of a source as uint8 (size, size, 3). Videos are read by seeking to the frame
+    (PyAV, a few open files per process), never decoded whole; a frame that cannot be decoded raises
+    MicronbertError naming the file (never a clamped neighbour)."""
 
-    def __init__(self, sources: list[FrameSource], size: int):
+    def __init__(self, sources: list[FrameSource], size: int, open_videos: int = 4):
         self.sources, self.size = sources, size
+        self._videos: dict[str, VideoReader] = {}
+        self._open_videos = open_videos
+
+    def _video(self, path: Path) -> VideoReader:
+        key = str(path)
+        reader = self._videos.pop(key, None)
+        if reader is None:
+            reader = VideoReader(path)
+            if len(self._videos) >= self._open_videos:  # close the least recently used
+                self._videos.pop(next(iter(self._videos))).close()
+        self._videos[key] = reader
+        return reader
 
     def get(self, src: int, t: int) -> np.ndarray:
         s = self.sources[src]
         if s.kind == "video":
-            frames = _decoded_video(str(s.path), self.size)
-            return frames[min(t, len(frames) - 1)]
-        return fit_square(read_image(s.path / s.files[t]), self.size)
+            return fit_square(self._video(s.path).frame(t), self.size)
+        if s.reader is not None:
+            return fit_square(s.reader.frame(t), self.size)
+        return fit_square(read_image(s.path / s.names[t]), self.size)
+
+    def __getstate__(self):  # DataLoader workers open their own video files
+        return {**self.__dict__, "_videos": {}}
+
+
+_M64 = (1 << 64) - 1
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on a uint64 array (wrapping arithmetic): a fast, well-spread hash."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _key(*parts: int) -> np.uint64:
+    h = np.array([0x5EED], np.uint64)
+    for v in parts:
+        h = _mix64(h ^ np.array([int(v) & _M64], np.uint64))
+    return h[0]
+
+
+def keyed_permutation(pos: np.ndarray, n: int, key: int) -> np.ndarray:
+    """The images of positions `pos` under a pseudo-random bijection of [0, n) chosen by `key`: a
+    4-round balanced Feistel network on the smallest even-bit domain ≥ n, with cycle walking back into
+    [0, n). O(len(pos)) time, no memory per element of the permutation."""
+    bits = max(2, int(n - 1).bit_length())
+    bits += bits % 2
+    half = bits // 2
+    mask = np.uint64((1 << half) - 1)
+    keys = [_key(key, r) for r in range(4)]
+    x = np.asarray(pos, dtype=np.uint64).copy()
+    todo = np.ones(len(x), bool)
+    while todo.any():
+        v = x[todo]
+        left, right = v >> np.uint64(half), v & mask
+        for k in keys:
+            left, right = right, left ^ (_mix64(right ^ k) & mask)
+        v = (left << np.uint64(half)) | right
+        x[todo] = v
+        todo[todo] = v >= np.uint64(n)
+    return x.astype(np.int64)
+
+
+def _uniform(key: np.uint64, pos: np.ndarray) -> np.ndarray:
+    """Uniform floats in [0, 1) from (key, position): 53 bits of a hash."""
+    return (_mix64(np.asarray(pos, np.uint64) ^ key) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 class PairSchedule:
-    """Deterministic (seed, step, rank) -> list of (source, t, t+δ, hflip) pair specs."""
+    """Deterministic (seed, step, rank) -> (source, t, t+δ, hflip) pair specs, over an implicit anchor
+    index: anchor a of source i is frame a; source i owns global anchors [offsets[i], offsets[i+1])."""
 
     def __init__(self, sources: list[FrameSource], batch_size: int, delta_s: tuple[float, float], seed: int,
                  hflip: bool = True):
         self.sources, self.batch_size, self.seed, self.hflip = sources, batch_size, seed, hflip
-        anchors, lo, hi = [], [], []
-        for i, s in enumerate(sources):
-            dmin = max(1, int(round(delta_s[0] * s.fps)))
-            dmax = max(dmin, int(round(delta_s[1] * s.fps)))
-            dmin = min(dmin, s.n_frames - 1)
-            for t in range(s.n_frames - dmin):
-                anchors.append((i, t))
-            lo.append(dmin)
-            hi.append(dmax)
-        if not anchors:
+        self.n_frames = np.array([s.n_frames for s in sources], np.int64)
+        fps = np.array([s.fps for s in sources], np.float64)
+        dmin = np.maximum(1, np.round(delta_s[0] * fps)).astype(np.int64)
+        self.dmax = np.maximum(dmin, np.round(delta_s[1] * fps)).astype(np.int64)
+        self.dmin = np.minimum(dmin, np.maximum(self.n_frames - 1, 1))
+        counts = np.maximum(self.n_frames - self.dmin, 0)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if self.offsets[-1] == 0:
             raise MicronbertError("no frame pairs: every source is shorter than the smallest δ")
-        self.anchors = np.array(anchors, dtype=np.int64)
-        self.dmin, self.dmax = np.array(lo), np.array(hi)
 
     def __len__(self) -> int:
-        return len(self.anchors)
+        return int(self.offsets[-1])
 
-    @lru_cache(maxsize=4)
-    def _perm(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.anchors))
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.n_frames, self.dmin, self.dmax, self.offsets))
 
     def epoch_of(self, step: int) -> float:
-        return step * self.batch_size / len(self.anchors)
+        return step * self.batch_size / len(self)
+
+    def spec_arrays(self, positions: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(source, t, t+δ, flip) arrays for global sample positions (step · batch + i)."""
+        n = len(self)
+        positions = np.asarray(positions, np.int64)
+        epochs, pos = np.divmod(positions, n)
+        src = np.empty(len(positions), np.int64)
+        t = np.empty(len(positions), np.int64)
+        u_delta = np.empty(len(positions))
+        u_flip = np.empty(len(positions))
+        for e in np.unique(epochs):
+            sel = epochs == e
+            anchor = keyed_permutation(pos[sel], n, int(_key(self.seed, e, 11)))
+            s = np.searchsorted(self.offsets, anchor, side="right") - 1
+            src[sel], t[sel] = s, anchor - self.offsets[s]
+            u_delta[sel] = _uniform(_key(self.seed, e, 1), pos[sel])
+            u_flip[sel] = _uniform(_key(self.seed, e, 2), pos[sel])
+        lo = self.dmin[src]
+        hi = np.maximum(lo, np.minimum(self.dmax[src], self.n_frames[src] - 1 - t))
+        d = lo + np.minimum((u_delta * (hi - lo + 1)).astype(np.int64), hi - lo)
+        flip = (u_flip < 0.5) & self.hflip
+        return src, t, t + d, flip
 
     def specs(self, step: int, rank: int = 0, world: int = 1) -> list[tuple[int, int, int, bool]]:
         if self.batch_size % world:
             raise MicronbertError(f"batch size {self.batch_size} is not divisible by {world} ranks")
         local = self.batch_size // world
-        out = []
-        for g in range(step * self.batch_size + rank * local, step * self.batch_size + (rank + 1) * local):
-            epoch, pos = divmod(g, len(self.anchors))
-            src, t = self.anchors[self._perm(epoch)[pos]]
-            rng = np.random.default_rng([self.seed, epoch, pos, 1])
-            n = self.sources[src].n_frames
-            hi = min(self.dmax[src], n - 1 - t)
-            d = int(rng.integers(self.dmin[src], max(self.dmin[src], hi) + 1))
-            flip = bool(self.hflip and rng.random() < 0.5)
-            out.append((int(src), int(t), int(t + d), flip))
-        return out
+        first = step * self.batch_size + rank * local
+        src, t, t2, flip = self.spec_arrays(np.arange(first, first + local))
+        return [(int(a), int(b), int(c), bool(f)) for a, b, c, f in zip(src, t, t2, flip)]
 
 
 class PairBatches(torch.utils.data.Dataset):
-    """Item i = the i-th step's batch for this rank: (frames_t, frames_tp) uint8 (b, H, W, 3)."""
+    """Item i = the i-th step's batch for this rank: (frames_t, frames_tp) uint8 (b, H, W, 3).
+
+    A pair whose frame cannot be read is reported on stderr (once per file) and replaced by the pair at
+    the same position of a later epoch: the batch keeps its size and stays a function of the step."""
+
+    max_replacements = 8
 
     def __init__(self, schedule: PairSchedule, store: FrameStore, start_step: int, steps: int, rank: int = 0,
                  world: int = 1):
         self.schedule, self.store = schedule, store
         self.start_step, self.steps, self.rank, self.world = start_step, steps, rank, world
+        self.reported: set[str] = set()
 
     def __len__(self) -> int:
         return self.steps - self.start_step
 
+    def _pair(self, position: int):
+        n = len(self.schedule)
+        for attempt in range(self.max_replacements + 1):
+            src, t, t2, flip = (int(a[0]) if a.dtype != bool else bool(a[0])
+                                for a in self.schedule.spec_arrays(np.array([position + attempt * n])))
+            try:
+                fa, fb = self.store.get(src, t), self.store.get(src, t2)
+            except MicronbertError as exc:
+                where = str(self.schedule.sources[src].path)
+                if where not in self.reported:
+                    self.reported.add(where)
+                    print(f"warning: skipped a pair with an unreadable frame: {exc}", file=sys.stderr)
+                continue
+            return (fa[:, ::-1], fb[:, ::-1]) if flip else (fa, fb)
+        raise MicronbertError(f"{self.max_replacements + 1} pairs in a row had unreadable frames "
+                              f"(last: {where}); check the data")
+
     def __getitem__(self, i: int):
-        a, b = [], []
-        for src, t, t2, flip in self.schedule.specs(self.start_step + i, self.rank, self.world):
-            fa, fb = self.store.get(src, t), self.store.get(src, t2)
-            if flip:
-                fa, fb = fa[:, ::-1], fb[:, ::-1]
-            a.append(fa)
-            b.append(fb)
+        local = self.schedule.batch_size // self.world
+        first = (self.start_step + i) * self.schedule.batch_size + self.rank * local
+        a, b = zip(*(self._pair(first + j) for j in range(local)))
         return torch.from_numpy(np.stack(a)), torch.from_numpy(np.stack(b))
