@@ -35,6 +35,32 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+# Help for common options a command left without any (one wording everywhere; a command's own help wins).
+# "(default: ...)" is added by _Formatter where the default means something.
+COMMON_HELP = {
+    "seed": "random seed (runs with one seed repeat exactly)",
+    "batch_size": "samples per optimizer step (default: the method's)",
+    "eval_batch_size": "fine-tuning batch size of each evaluation (default: the method's)",
+    "lr": "peak learning rate (default: the method's)",
+    "eval_lr": "fine-tuning learning rate of each evaluation (default: the method's)",
+    "weight_decay": "AdamW weight decay (default: the method's)",
+    "warmup_steps": "linear learning-rate warm-up steps before the cosine decay (default: the method's)",
+    "class_weights": "loss weights per class: balanced (inverse frequency) or none (default: the method's)",
+    "steps": "optimizer steps",
+    "log_every": "write a log.csv line every N steps",
+    "ckpt_every": "save a resumable checkpoint every N steps",
+    "subjects": "number of synthetic subjects (default: the preset's)",
+    "clips_per_subject": "synthetic clips per subject (default: the preset's)",
+    "pretrain_steps": "pretraining steps (default: the preset's)",
+}
+
+
+def _fill_help(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if action.option_strings and action.help is None and action.dest in COMMON_HELP:
+            action.help = COMMON_HELP[action.dest]
+
+
 def _command_modules():
     for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -65,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(p)
         p.epilog = f"{p.epilog}\n\n{EPILOG}" if p.epilog else EPILOG
         apply_flag_rules(p)
+        _fill_help(p)
         p.set_defaults(_run=module.run, _parser=p)
     return parser
 

@@ -9,7 +9,7 @@ def configure(p):
     p.add_argument("frame_a", help="first frame (I_t / onset), ideally an aligned face")
     p.add_argument("frame_b", help="second frame (I_{t+δ} / apex)")
     p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--npz", default=None, help="also save the raw maps here")
+    p.add_argument("--npz", default=None, help="also save the raw maps to this .npz file")
 
 
 def run(args):
@@ -18,7 +18,10 @@ def run(args):
     from micronbert.data.frames import read_image
     from micronbert.infer.maps import load_backbone_any, pair_maps
     from micronbert.infer.visualise import pair_figure
+    from micronbert.utils.paths import check_outputs
 
+    check_outputs([(args.out, "file", "--out"), (args.npz, "file", "--npz")],
+                  [args.weights, args.frame_a, args.frame_b])
     backbone, cfg = load_backbone_any(args.weights)
     a, b = read_image(args.frame_a), read_image(args.frame_b)
     maps = pair_maps(backbone, a, b)

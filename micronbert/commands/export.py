@@ -16,8 +16,12 @@ def run(args):
     from micronbert.errors import MicronbertError
     from micronbert.infer.export import export_onnx
 
+    from micronbert.errors import UsageError
+    from micronbert.utils.paths import check_output
+
+    check_output(args.onnx, "file", [args.weights], "--onnx")
     if args.opset < 17:
-        raise MicronbertError(f"--opset {args.opset}: need 17 or newer (LayerNormalization)")
+        raise UsageError(f"--opset {args.opset}: need 17 or newer (LayerNormalization)")
     res = export_onnx(args.weights, args.onnx, opset=args.opset, check=not args.no_check)
     print(f"wrote {res['onnx']} (opset {res['opset']}; input uint8 (B, {res['size']}, {res['size']}, 3) RGB onset "
           f"and apex; classes {res['classes']})")
