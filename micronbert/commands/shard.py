@@ -16,14 +16,19 @@ def configure(p):
     p.add_argument("--delta", type=float, nargs=2, default=(0.04, 0.25), metavar=("MIN_S", "MAX_S"),
                    help="with --pairs: range of the frame gap δ in seconds")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
-    p.add_argument("--seed", type=int, default=0, help="with --pairs: seed of the δ draws")
+    p.add_argument("--seed", type=int, default=0, help="seed of the source mixing (and, with --pairs, of the δ draws)")
+    p.add_argument("--chunk", type=int, default=64,
+                   help="consecutive frames kept together when sources are mixed (each shard holds about "
+                        "size/chunk chunks from as many sources)")
+    p.add_argument("--workers", type=int, default=1, help="processes writing shards in parallel")
 
 
 def run(args):
     from micronbert.data.shards import write_shards
 
     m = write_shards(args.frames, args.out, size=args.size, img_size=args.img_size, pairs=args.pairs, fps=args.fps,
-                     delta_s=tuple(args.delta), seed=args.seed, quality=args.quality, show_progress=True)
+                     delta_s=tuple(args.delta), seed=args.seed, quality=args.quality, show_progress=True,
+                     chunk=args.chunk, workers=args.workers)
     print(f"wrote {m['samples']} {m['kind']} from {len(m['sources'])} sources into {len(m['shards'])} shards "
           f"in {args.out} ({m['seconds']} s)")
     return 0

@@ -121,3 +121,80 @@ def test_two_rank_gloo_pretraining_reads_disjoint_shards(tmp_path, frame_shards)
         assert len(read[0, e] | read[1, e]) == 4 or e == max(epochs)  # the last epoch may be cut short
     assert len(epochs) >= 2
     assert (out / "model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def six_sources(tmp_path_factory, face_frames_dir):
+    """Six frame folders of 16 frames (copies of one clip under six names: what differs is the source)."""
+    root = tmp_path_factory.mktemp("six")
+    for i in range(6):
+        d = root / f"person{i}"
+        d.mkdir()
+        for f in face_frames_dir.iterdir():
+            (d / f.name).write_bytes(f.read_bytes())
+    return root
+
+
+def _distinct_sources_per_batch(shards, buffer, batches=12):
+    stream = ShardPairStream([shards], batch=8, img_size=32, buffer=buffer, seed=4)
+    it = stream.spec_batches()
+    return float(np.mean([len({s.source for s in next(it)}) for _ in range(batches)]))
+
+
+def test_batches_from_shards_mix_sources(tmp_path, six_sources):
+    mixed = tmp_path / "mixed"
+    write_shards([str(six_sources)], mixed, size=16, img_size=32, chunk=2)
+    m = load_manifest(mixed)
+    assert all(len(s["sources"]) >= 3 for s in m["shards"])  # chunks of many sources in every shard
+    one_source = tmp_path / "one"  # chunks as long as a source: each shard holds one person
+    write_shards([str(six_sources)], one_source, size=16, img_size=32, chunk=16)
+    assert all(len(s["sources"]) == 1 for s in load_manifest(one_source)["shards"])
+    mixed_n = _distinct_sources_per_batch(mixed, buffer=16)
+    alone_n = _distinct_sources_per_batch(one_source, buffer=16)
+    print(f"distinct sources per batch of 8: mixed {mixed_n:.2f}, one source per shard {alone_n:.2f}")
+    assert alone_n == 1.0 and mixed_n >= 3.0
+    # a larger shuffle buffer mixes the one-source shards too
+    assert _distinct_sources_per_batch(one_source, buffer=64) >= 3.0
+
+
+def test_parallel_writing_gives_the_same_shards(tmp_path, six_sources):
+    a = write_shards([str(six_sources)], tmp_path / "a", size=20, img_size=32, chunk=5)
+    b = write_shards([str(six_sources)], tmp_path / "b", size=20, img_size=32, chunk=5, workers=2)
+    assert [s["name"] for s in a["shards"]] == [s["name"] for s in b["shards"]]
+    for s in a["shards"]:
+        assert (tmp_path / "a" / s["name"]).read_bytes() == (tmp_path / "b" / s["name"]).read_bytes()
+    assert not list((tmp_path / "b").glob(".*.tmp"))
+
+
+def test_resume_reads_only_the_window_it_stopped_in(tmp_path, six_sources):
+    shards = tmp_path / "s"
+    write_shards([str(six_sources)], shards, size=8, img_size=32, chunk=4)  # 12 shards of 8 frames
+    kw = dict(batch=4, img_size=32, seed=2, buffer=8)  # a window = one shard
+    full = ShardPairStream([shards], trace=tmp_path / "t_full", **kw)
+    it = iter(full)
+    batches = [next(it) for _ in range(30)]  # past the first epoch (96 pairs = 24 batches)
+    resumed = ShardPairStream([shards], start_step=26, trace=tmp_path / "t_res", **kw)
+    it = iter(resumed)
+    for a, b in batches[26:]:
+        c, d = next(it)
+        assert torch.equal(a, c) and torch.equal(b, d)
+    read = (tmp_path / "t_res" / "rank0-worker0.txt").read_text().splitlines()
+    assert read[0].startswith("1 ") and len(read) <= 2  # epoch 1, from the window of step 26 on: no replay
+    # the consumed tars are not needed at all: delete every shard read before step 24, resume again
+    for line in (tmp_path / "t_full" / "rank0-worker0.txt").read_text().splitlines()[:24 * 4 // 8]:
+        name = line.split()[1]
+        if name not in {r.split()[1] for r in read}:
+            (shards / name).unlink(missing_ok=True)
+    c, d = next(iter(ShardPairStream([shards], start_step=26, **kw)))
+    assert torch.equal(batches[26][0], c)
+
+
+def test_a_corrupt_frame_is_skipped_and_reported_when_sharding(tmp_path, face_frames_dir, capsys):
+    src = tmp_path / "clip"
+    src.mkdir()
+    for f in face_frames_dir.iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    (src / "img5.jpg").write_bytes(b"not a jpeg")
+    m = write_shards([str(src)], tmp_path / "s", size=4, img_size=32)
+    assert m["samples"] == 15 and len(m["skipped"]) == 1 and "img5.jpg" in m["skipped"][0]
+    assert "img5.jpg" in capsys.readouterr().err
