@@ -59,9 +59,9 @@ def build_classifier(config: dict, source: str) -> nn.Module:
         cfg = from_dict(ModelConfig, config["model"], source)
         return MicronBertClassifier(cfg, n_classes, float(config.get("finetune", {}).get("dropout", 0.1)))
     if model_type == "flow-cnn":
-        from micronbert.model.flow_cnn import FlowCNN, FlowConfig
+        from micronbert.model.flow_cnn import FlowCNN, flow_config_from_saved
 
-        return FlowCNN(from_dict(FlowConfig, config["model"], source), n_classes)
+        return FlowCNN(flow_config_from_saved(config["model"], source), n_classes)
     raise MicronbertError(f"{source}: unknown model_type {model_type!r} (known: {MODEL_TYPES})")
 
 
@@ -97,7 +97,8 @@ def predict_pairs(model: nn.Module, onset: np.ndarray, apex: np.ndarray, batch_s
         if getattr(model, "model_type", "micronbert") == "flow-cnn":
             from micronbert.model.flow_cnn import flow_features
 
-            x = torch.as_tensor(np.stack([flow_features(oi, ai, model.cfg.flow_size) for oi, ai in zip(o, a)]))
+            x = torch.as_tensor(np.stack([flow_features(oi, ai, model.cfg.flow_size, model.cfg.flow)
+                                          for oi, ai in zip(o, a)]))
             logits = model(x.to(device))
         else:
             from micronbert.model.mubert import normalise_images

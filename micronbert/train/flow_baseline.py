@@ -35,12 +35,13 @@ class FlowCNNMethod(TrainedMethod):
 
     def describe(self) -> dict:
         return {"model_type": self.model_type, "name": self.name, "model": to_dict(self.cfg),
-                "pretrained_init": False, "finetune": recipe_dict(self.recipe), "flow": "opencv farneback"}
+                "pretrained_init": False, "finetune": recipe_dict(self.recipe), "flow": self.cfg.flow}
 
     def prepare(self, data: PairData, seed: int = 0) -> None:
         self.cfg.input_size = data.size
-        feats = [flow_features(o, a, self.cfg.flow_size)
-                 for o, a in progress(zip(data.onset, data.apex), total=len(data), desc="optical flow", leave=False)]
+        feats = [flow_features(o, a, self.cfg.flow_size, self.cfg.flow)
+                 for o, a in progress(zip(data.onset, data.apex), total=len(data),
+                                      desc=f"optical flow ({self.cfg.flow})", leave=False)]
         self.features = torch.as_tensor(np.stack(feats)) if feats else torch.zeros(0, 3, self.cfg.flow_size,
                                                                                    self.cfg.flow_size)
 

@@ -101,7 +101,7 @@ class MicronBertMethod(TrainedMethod):
 class MethodSpec:
     description: str
     family: str                    # "mubert" (built from a preset or --init) or "flow"
-    switches: dict = field(default_factory=dict)  # ModelConfig fields changed from the preset/--init
+    switches: dict = field(default_factory=dict)  # ModelConfig (flow: FlowConfig) fields changed from the default
     uses_init: bool = True         # starts from the --init weights when given
 
 
@@ -113,6 +113,9 @@ METHODS: dict[str, MethodSpec] = {
                               "weights unused)", "mubert", uses_init=False),
     "flow-cnn": MethodSpec("optical-flow baseline: 3-stream CNN on onset→apex (u, v, strain), STSTNet-style",
                            "flow", uses_init=False),
+    # the flow baseline with each flow named (flow-cnn uses FlowConfig's default); switches are FlowConfig fields
+    "flow-cnn-tvl1": MethodSpec("flow-cnn on TV-L1 flow", "flow", {"flow": "tvl1"}, uses_init=False),
+    "flow-cnn-farneback": MethodSpec("flow-cnn on Farnebäck flow", "flow", {"flow": "farneback"}, uses_init=False),
 }
 
 
@@ -134,8 +137,8 @@ def build_method(model: str, classes: Sequence[str], recipe: FinetuneConfig, ini
     """A method object (fit/predict/prepare/save/describe, input_size) for one row of a results table."""
     spec = method_spec(model)
     if spec.family == "flow":
-        return FlowCNNMethod(classes, recipe, FlowConfig(**({"input_size": size} if size else {})), device=device,
-                             name=model)
+        return FlowCNNMethod(classes, recipe, FlowConfig(**spec.switches, **({"input_size": size} if size else {})),
+                             device=device, name=model)
     from micronbert.config import preset
 
     state = None
