@@ -157,7 +157,20 @@ def samples_sha256(table: pd.DataFrame) -> str:
 
 # -- the fold loop ------------------------------------------------------------------------------------
 def fold_done(out_dir: Path, fold: Fold) -> bool:
-    return (out_dir / "folds" / f"{fold.stem}.json").is_file()
+    return (out_dir / "folds" / f"{fold.stem}.json").is_file() and fold_damage(out_dir, fold) is None
+
+
+def fold_damage(out_dir: Path, fold: Fold) -> str | None:
+    """Why a finished fold's predictions cannot be pooled (missing, unreadable, not one row per test
+    sample), or None. A fold damaged outside is then run again, never pooled with rows missing."""
+    path = out_dir / "folds" / f"{fold.stem}.csv"
+    try:
+        n = len(pd.read_csv(path))
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        return f"{path}: unreadable ({exc})"
+    if n != len(fold.test):
+        return f"{path}: {n} rows for {len(fold.test)} test samples"
+    return None
 
 
 def run_fold(table: pd.DataFrame, method, fold: Fold, out_dir: Path, seed: int, val_subjects: int = 0,
@@ -316,5 +329,9 @@ def evaluate(table: pd.DataFrame, source: PairSource | None, method, out_dir, *,
             result["metrics"].update(extra_meta)
             atomic_write_json(out_dir / "metrics.json", result["metrics"])
     elif merge_only:
-        raise MicronbertError(f"{out_dir}: {result['n_done']} of {len(folds)} folds finished; nothing to merge yet")
+        damaged = [d for f in folds if (out_dir / "folds" / f"{f.stem}.json").is_file()
+                   for d in [fold_damage(out_dir, f)] if d]
+        why = f" (damaged, run these folds again: {'; '.join(damaged[:3])})" if damaged else ""
+        raise MicronbertError(f"{out_dir}: {result['n_done']} of {len(folds)} folds finished; nothing to merge "
+                              f"yet{why}")
     return result
