@@ -6,7 +6,8 @@ HELP = "write face frames or frame pairs into tar shards (WebDataset-style) that
 
 def configure(p):
     p.add_argument("--frames", nargs="+", required=True, metavar="PATH",
-                   help="videos, frame folders, or folders of those (aligned faces, e.g. from `micronbert faces`)")
+                   help="videos, frame folders, or folders of those (aligned faces, e.g. from `micronbert faces`), "
+                        "or a face cache from `micronbert prepare`")
     p.add_argument("--out", required=True, help="output folder for shard-NNNNNN.tar and manifest.json")
     p.add_argument("--size", type=int, default=1000, help="samples (frames, or pairs with --pairs) per shard")
     p.add_argument("--img-size", type=int, default=224, help="stored side in pixels (112 for tiny, 224 for small)")
@@ -25,8 +26,11 @@ def configure(p):
 
 def run(args):
     from micronbert.data.shards import write_shards
+    from micronbert.train.pretrain import frame_sources
 
-    m = write_shards(args.frames, args.out, size=args.size, img_size=args.img_size, pairs=args.pairs, fps=args.fps,
+    sources = frame_sources(args.frames, args.fps)  # face caches from `micronbert prepare`, else None
+    m = write_shards(None if sources else args.frames, args.out, sources=sources, size=args.size,
+                     img_size=args.img_size, pairs=args.pairs, fps=args.fps,
                      delta_s=tuple(args.delta), seed=args.seed, quality=args.quality, show_progress=True,
                      chunk=args.chunk, workers=args.workers)
     print(f"wrote {m['samples']} {m['kind']} from {len(m['sources'])} sources into {len(m['shards'])} shards "

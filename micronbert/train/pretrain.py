@@ -22,6 +22,8 @@ import itertools
 import json
 import os
 import shutil
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -132,13 +134,71 @@ def train_step(wrapped: nn.Module, model: MicronBertModel, optimizer, fa: torch.
     return totals
 
 
+def _checkpoint_candidates(out: Path) -> list[Path]:
+    """Checkpoints to try, best first: the one latest.json names, then every step-* folder, newest first
+    (latest.json may be missing, truncated, or name a deleted folder)."""
+    ckdir = out / "checkpoints"
+    found = sorted((p for p in ckdir.glob("step-*") if p.is_dir()), reverse=True)
+    try:
+        named = ckdir / json.loads((ckdir / "latest.json").read_text())["checkpoint"]
+        if named in found:
+            found.remove(named)
+            found.insert(0, named)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return found
+
+
 def _latest_checkpoint(out: Path) -> Path | None:
-    pointer = out / "checkpoints" / "latest.json"
-    if not pointer.is_file():
-        return None
-    name = json.loads(pointer.read_text())["checkpoint"]
-    path = out / "checkpoints" / name
-    return path if path.is_dir() else None
+    found = _checkpoint_candidates(out)
+    return found[0] if found else None
+
+
+def _load_checkpoint(out: Path, model: nn.Module, optimizer, device) -> tuple[Path, dict] | None:
+    """Load the newest checkpoint that loads completely (state, weights, optimizer); say which ones
+    were passed over and why. None when there is none; an error when all are unusable."""
+    tried = []
+    for path in _checkpoint_candidates(out):
+        try:
+            state = json.loads((path / "state.json").read_text())
+            weights = load_weights(path / WEIGHTS_NAME)
+            opt_state = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
+            model.load_state_dict(weights)
+            optimizer.load_state_dict(opt_state)
+            int(state["step"])
+        except Exception as exc:  # any damage means "not this one": try the next older checkpoint
+            tried.append(f"{path.name} ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})")
+            continue
+        if tried:
+            print(f"warning: unusable checkpoints skipped: {'; '.join(tried)}; resuming from {path.name}",
+                  file=sys.stderr)
+        return path, state
+    if tried:
+        raise MicronbertError(f"no usable checkpoint in {out / 'checkpoints'}: {'; '.join(tried)}")
+    return None
+
+
+# Pretraining settings that may change on resume: how the work is split and reported, not what is learnt.
+RESUMABLE_CHANGES = {"accum_steps", "num_workers", "log_every", "ckpt_every", "keep_checkpoints", "compile"}
+
+
+def settings_differences(state: dict, model_cfg: ModelConfig, pcfg: PretrainConfig, data_info: dict) -> list[str]:
+    """What differs between a checkpoint's run and this one (model, data, pretraining settings)."""
+    diffs = []
+    if state.get("model") != to_dict(model_cfg):
+        old, new = state.get("model") or {}, to_dict(model_cfg)
+        diffs += [f"model.{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    old, new = state.get("pretrain") or {}, to_dict(pcfg)
+    for k in new:
+        if k not in RESUMABLE_CHANGES and k in old and _norm(old[k]) != _norm(new[k]):
+            diffs.append(f"{k}: {old[k]!r} -> {new[k]!r}")
+    if "data" in state and _norm(state["data"]) != _norm(data_info):
+        diffs.append("data: other frames/shards than the run being resumed")
+    return diffs
+
+
+def _norm(v):
+    return json.loads(json.dumps(v))  # tuples and lists compare equal
 
 
 def _save_checkpoint(out: Path, step: int, model: nn.Module, optimizer, state: dict, keep: int) -> None:
@@ -176,21 +236,25 @@ def _rewrite_log(path: Path, upto_step: int) -> None:
 
 def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, pcfg: PretrainConfig, *,
              resume: bool = False, init: str | None = None, device: str | None = None, fps: float | None = None,
-             stop_after: int | None = None, show_progress: bool = True, cpu_bf16: bool = False) -> dict:
+             stop_after: int | None = None, show_progress: bool = True, cpu_bf16: bool = False,
+             resume_force: bool = False, shuffle_buffer: int = 4096, sources=None) -> dict:
     """Run pretraining; returns a summary dict. `stop_after` ends the run early after that many steps
-    (as if interrupted; used to test resume)."""
+    (as if interrupted; used to test resume). `--resume` refuses a run whose model, data or training
+    settings differ from the checkpoint's unless `resume_force`. SIGINT/SIGTERM end the run after the
+    current step with a checkpoint (summary["interrupted"]). `sources`: ready FrameSource objects
+    (e.g. face-cache clips) used instead of discovering `frames`."""
     info = D.setup(device)
     out = Path(out)
     torch.manual_seed(pcfg.seed)
-    shard_dirs = [str(f) for f in frames if is_shard_dir(f)]
+    shard_dirs = [] if sources is not None else [str(f) for f in frames if is_shard_dir(f)]
     if shard_dirs and len(shard_dirs) != len(frames):
         raise MicronbertError("--frames: give either shard folders (with manifest.json) or videos/frame folders, "
                               "not both")
     if shard_dirs:
         sources, schedule = [], None
-        data_info = {"shards": shard_dirs}
+        data_info = {"shards": shard_dirs, "shuffle_buffer": shuffle_buffer}
     else:
-        sources = discover_sources(frames, fps or pcfg.fps)
+        sources = sources if sources is not None else discover_sources(frames, fps or pcfg.fps)
         schedule = PairSchedule(sources, pcfg.batch_size, (pcfg.delta_min_s, pcfg.delta_max_s), pcfg.seed,
                                 pcfg.hflip)
         data_info = {"sources": [str(s.path) for s in sources], "anchors": len(schedule),
@@ -210,14 +274,22 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
     optimizer = build_optimizer(model, pcfg, info.device)
 
     start = 0
-    latest = _latest_checkpoint(out) if resume else None
-    if latest is not None:
-        state = json.loads((latest / "state.json").read_text())
-        if state["model"] != to_dict(model_cfg):
-            raise MicronbertError(f"cannot resume from {latest}: the model config differs")
-        model.load_state_dict(load_weights(latest / WEIGHTS_NAME))
-        opt_state = torch.load(latest / "optimizer.pt", map_location=info.device, weights_only=True)
-        optimizer.load_state_dict(opt_state)
+    loaded = _load_checkpoint(out, model, optimizer, info.device) if resume else None
+    if loaded is not None:
+        latest, state = loaded
+        if "data" not in state and (out / "run.json").is_file():  # checkpoints written before state had it
+            try:
+                state["data"] = json.loads((out / "run.json").read_text()).get("data")
+            except (OSError, ValueError):
+                pass
+            if state.get("data") is None:
+                state.pop("data")
+        diffs = settings_differences(state, model_cfg, pcfg, data_info)
+        if diffs and not resume_force:
+            raise MicronbertError(f"cannot resume {latest}: this run differs ({'; '.join(diffs)}); use the "
+                                  f"same settings, another --out, or --resume-force to continue anyway")
+        if diffs and info.is_main:
+            print(f"warning: resuming with changed settings ({'; '.join(diffs)})", file=sys.stderr)
         start = int(state["step"])
     elif resume and info.is_main:
         print(f"no checkpoint in {out / 'checkpoints'}; starting from step 0")
@@ -244,7 +316,7 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
         trace = os.environ.get("MICRONBERT_TRACE_SHARDS")
         local_batches = ShardPairStream(shard_dirs, pcfg.batch_size // info.world, model_cfg.img_size,
                                         (pcfg.delta_min_s, pcfg.delta_max_s), pcfg.seed, pcfg.hflip, info.rank,
-                                        info.world, start_step=start, trace=trace)
+                                        info.world, start_step=start, buffer=shuffle_buffer, trace=trace)
         n_pairs = local_batches.samples
     else:
         local_batches = PairBatches(schedule, FrameStore(sources, model_cfg.img_size), start, last_step,
@@ -269,6 +341,7 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
     logged: dict[str, float] = {}
     model.train()
     completed = start
+    stop = _StopSignals()
     for step_i, (fa, fb) in enumerate(itertools.islice(loader, last_step - start)):
         step = start + step_i
         lr = warmup_cosine(step, pcfg.steps, pcfg.lr, pcfg.warmup_steps, pcfg.min_lr)
@@ -293,12 +366,16 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
                 writer.writerow(logged)
                 log_file.flush()
                 bar.set_postfix(loss=f"{vals['loss']:.4f}", pairs_s=f"{pairs_s:.1f}")
-        if done % pcfg.ckpt_every == 0 or done == last_step:
+        interrupted = stop.agreed(info)
+        if done % pcfg.ckpt_every == 0 or done == last_step or interrupted:
             if info.is_main:
                 _save_checkpoint(out, done, model, optimizer,
                                  {"step": done, "model": to_dict(model_cfg), "pretrain": to_dict(pcfg),
-                                  "world_size": info.world}, pcfg.keep_checkpoints)
+                                  "data": data_info, "world_size": info.world}, pcfg.keep_checkpoints)
             D.barrier(info)
+        if interrupted:
+            break
+    stop.restore()
     bar.close()
     if log_file:
         log_file.close()
@@ -309,7 +386,106 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
     D.barrier(info)
     D.cleanup(info)
     return {"out": str(out), "start_step": start, "steps_run": completed - start,
-            "finished": finished, "last_log": logged, "pairs": n_pairs}
+            "finished": finished, "last_log": logged, "pairs": n_pairs, "interrupted": stop.signal is not None}
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM ask the loop to stop after the current step (with a checkpoint) instead of dying
+    mid-step; a second signal of the same kind falls back to the default (immediate) behaviour."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            self.restore()
+            signal.raise_signal(signum)
+            return
+        self.signal = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint",
+              file=sys.stderr)
+
+    def agreed(self, info) -> bool:
+        """Whether any rank was asked to stop (all ranks then stop at the same step)."""
+        flag = torch.tensor([0.0 if self.signal is None else 1.0])
+        if info.enabled:
+            flag = flag.to(info.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+# -- `micronbert prepare` caches as pretraining sources -----------------------------------------------
+
+class CacheClip:
+    """Frames of one face-cache entry (aligned clip), read through the cache's public loader. Picklable:
+    DataLoader and shard-writer processes each keep their own most recent clip in memory."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._frames = None
+
+    def frame(self, t: int):
+        if self._frames is None:
+            from micronbert.faces.cache import FaceCache
+
+            self._frames = FaceCache.load_path(self.path).frames  # corrupt entries raise MicronbertError
+        if not 0 <= t < len(self._frames):
+            raise MicronbertError(f"frame {t} not in face cache entry {self.path}")
+        return self._frames[t]
+
+    def __getstate__(self):
+        return {"path": self.path, "_frames": None}
+
+
+def is_face_cache(path) -> bool:
+    from micronbert.faces.cache import FaceCache
+
+    cache = FaceCache(path)
+    return Path(path).is_dir() and (cache.settings() is not None or bool(cache.keys()))
+
+
+def face_cache_sources(path, fps: float) -> list:
+    """One source per cached clip of a `micronbert prepare` cache (frames in cached order)."""
+    from micronbert.data.pairs import FrameSource
+    from micronbert.faces.cache import FaceCache
+
+    cache = FaceCache(path)
+    out = []
+    for dataset, sample_id in cache.keys():
+        try:
+            meta = cache.meta(dataset, sample_id)
+        except Exception as exc:  # a damaged entry: skipped and reported, the rest still trains
+            print(f"warning: skipped face cache entry {cache.path(dataset, sample_id)}: {exc}", file=sys.stderr)
+            continue
+        n = int(meta.get("n_frames") or 0)
+        if n >= 2:
+            entry = str(cache.path(dataset, sample_id))
+            out.append(FrameSource("cache", Path(entry), float(meta.get("fps") or fps), n, reader=CacheClip(entry)))
+    if not out:
+        raise MicronbertError(f"face cache {path} holds no clip with at least 2 frames")
+    return out
+
+
+def frame_sources(paths, fps: float) -> list | None:
+    """FrameSources for face-cache folders among `paths` (None when none is a cache; then the paths are
+    videos/frame folders or shards); a cache mixed with other kinds of path is refused."""
+    caches = [p for p in paths if is_face_cache(p)]
+    if not caches:
+        return None
+    if len(caches) != len(paths):
+        raise MicronbertError("--frames: give either face caches (from `micronbert prepare`) or other paths, not both")
+    return [s for p in caches for s in face_cache_sources(p, fps)]
 
 
 # -- FLOPs and model FLOP utilisation ----------------------------------------------------------------
