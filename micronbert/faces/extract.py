@@ -32,7 +32,7 @@ class ExtractResult:
 
 def frame_source(path: str | os.PathLike) -> tuple[Callable[[], Iterator[tuple[int, str, np.ndarray | None]]], str]:
     """A re-startable iterator factory over (frame number, name, RGB image or None if unreadable)."""
-    from micronbert.data.frames import is_video, iter_video, list_frames, read_image
+    from micronbert.data.frames import is_video, list_frames, read_image
 
     path = Path(path)
     if path.is_dir():
@@ -48,9 +48,14 @@ def frame_source(path: str | os.PathLike) -> tuple[Callable[[], Iterator[tuple[i
                     yield n, name, None
         return folder_iter, "folder"
     if path.is_file() and is_video(path):
+        from micronbert.faces.media import VideoStream
+
+        stream = VideoStream(path)  # counts decoded frames; notes a header that promised more
+
         def video_iter():
-            for i, img in enumerate(iter_video(path)):
+            for i, img in enumerate(stream):
                 yield i, f"{path.name}#{i}", img
+        video_iter.stream = stream
         return video_iter, "video"
     if not path.exists():
         raise MicronbertError(f"not found: {path}")
@@ -78,12 +83,27 @@ def extract_faces(source: str | os.PathLike, out: str | os.PathLike, size: int =
     out = Path(out)
     notes: list[str] = []
 
+    from micronbert.faces.media import FrameSkips, clip_shape
+
+    # Pass 0: every frame's size (one transform for frames of several sizes gives black crops).
+    shapes = [None if img is None else img.shape for _, _, img in progress(frames(), desc="faces: read",
+                                                                            unit="frame")]
+    shape = clip_shape(shapes)
+    skips = FrameSkips(str(source), clip_shape=shape)
     # Pass 1: where is the face.
     numbers, names, readable = [], [], []
     ref_transform, transforms = None, []
-    for n, name, img in progress(frames(), desc="faces: detect", unit="frame"):
+    for i, (n, name, img) in enumerate(progress(frames(), desc="faces: detect", unit="frame")):
+        if i >= len(shapes):
+            break
         numbers.append(n)
         names.append(name)
+        if img is None:
+            skips.unreadable.append(n)
+        elif img.shape != shape:
+            skips.odd_size.append(n)
+            skips.odd_shapes[n] = img.shape
+            img = None
         readable.append(img is not None)
         if mode == "clip":
             if ref_transform is None and img is not None:
@@ -96,6 +116,9 @@ def extract_faces(source: str | os.PathLike, out: str | os.PathLike, size: int =
             transforms.append(None if det is None else aligner.transform_from_landmarks(det.landmarks))
     if not numbers:
         raise MicronbertError(f"no frames decoded from {source}")
+    stream = getattr(frames, "stream", None)
+    skips.decode_note = stream.note if stream is not None else None
+    notes.extend(skips.notes())
     n_total = len(numbers)
     found = ref_transform is not None if mode == "clip" else any(t is not None for t in transforms)
     csv = out / CSV_NAME
@@ -119,7 +142,7 @@ def extract_faces(source: str | os.PathLike, out: str | os.PathLike, size: int =
         if i >= n_total:
             break
         m = ms[i]
-        if img is None:
+        if img is None or not readable[i]:
             rows.append([n, name, "", 0, *m.ravel()])
             continue
         crop = aligner.warp(img, m)
