@@ -1,5 +1,6 @@
-"""A straightforward μ-BERT pretraining step, written the way the authors' release writes it, for
-benchmarks/pretrain_step.py to measure ours against:
+"""A naive implementation of OUR pretraining objective (same objective, naive implementation: not the
+authors' release, which trains DINO with 2 global + 8 local crops and a teacher), written the way the
+release writes its code, for benchmarks/pretrain_step.py to measure ours against:
 
 - blockwise swapping with a Python loop over the samples and over the swapped patches;
 - ViT blocks with explicit attention matrices: softmax(q kᵀ·scale) materialised, then @ v;
@@ -204,12 +205,17 @@ def reference_losses(model: ReferenceMicronBert, frame_t, frame_tp, pcfg: Pretra
     return {"loss_rec": loss_rec, "loss_agg": loss_agg, "loss": total + pcfg.agreement_weight * loss_agg}
 
 
+def normalise(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> ImageNet-normalised float32 (B, 3, H, W) on the frames' device (the
+    statistics are created there: CPU tensors would make `--device cuda` fail)."""
+    mean = torch.tensor([0.485, 0.456, 0.406], device=frames.device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=frames.device).view(1, 3, 1, 1)
+    return (frames.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+
+
 def reference_step(model, optimizer, frames_t, frames_tp, pcfg, generator):
     """One optimizer step: uint8 (B, H, W, 3) batches in, the loss (a float) out."""
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    a = (frames_t.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
-    b = (frames_tp.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    a, b = normalise(frames_t), normalise(frames_tp)
     losses = reference_losses(model, a, b, pcfg, generator)
     optimizer.zero_grad()
     losses["loss"].backward()

@@ -320,6 +320,7 @@ class ShardPairStream(torch.utils.data.IterableDataset):
         self.window = max(1, int(np.ceil(buffer / mean)))  # shards whose pairs are shuffled together
         self.trace = Path(trace) if trace else None
         self.reported: set[str] = set()
+        self.located = None  # (epoch, window, pairs skipped in it) where the stream started reading
 
     def _worker(self) -> tuple[int, int]:
         info = torch.utils.data.get_worker_info()
@@ -398,6 +399,8 @@ class ShardPairStream(torch.utils.data.IterableDataset):
             if to_skip >= count:
                 to_skip -= count
                 continue
+            if self.located is None:
+                self.located = (epoch, list(win), to_skip)
             specs = [sp for i in win for sp in self._pairs_of_shard(i, epoch)]
             if len(specs) != count:
                 raise MicronbertError(f"shards {[Path(self.shards[i][0]).name for i in win]} hold {len(specs)} "

@@ -1,0 +1,185 @@
+"""Benchmark: the pretraining data index at 1 M and 8 M frames, simulated (no real 8 M images).
+
+Frame folders: synthetic file listings of 500-frame clips (what `list_frames` returns for img00001.jpg
+...) go through the same FrameNames + PairSchedule the run uses; timed separately: building the
+names (compact pattern), building the schedule, and the process memory they keep (RSS growth with the
+listings freed). Beside it, the previous index (one Python tuple per anchor, from git commit e3ec364)
+at 1 M frames. `specs_per_s`: pair specs the index hands out per second (batches of 512); resume:
+the time to the first batch spec at step 100 000.
+
+Shards: a synthetic 8 M-frame manifest (8 000 shards × 1 000 frames; the skipping never opens a tar)
+gives the resume time of ShardPairStream at step 100 000 × 512 pairs, and real 224-px frame shards
+(from the built-in face videos) give decoded pairs/s per DataLoader worker (one process, no workers).
+Usage: python benchmarks/pair_index.py [--frames 1000000 8000000] [--skip-old]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+CLIP = 500
+OLD_COMMIT = "e3ec364"
+
+
+def rss() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def listings(n_frames: int):
+    for c in range(n_frames // CLIP):
+        yield c, [(n, f"img{n:05d}.jpg") for n in range(1, CLIP + 1)]
+
+
+def new_index(n_frames: int) -> dict:
+    from pathlib import Path
+
+    import numpy as np
+
+    from micronbert.data.pairs import FrameNames, FrameSource, PairSchedule
+
+    gc.collect()
+    before = rss()
+    t_list = t_names = 0.0
+    sources = []
+    for c, listing in listings(n_frames):
+        t0 = time.perf_counter()
+        t_list += 0  # listing built by the generator (timed below)
+        names = FrameNames(listing)
+        t_names += time.perf_counter() - t0
+        sources.append(FrameSource("folder", Path(f"/data/clip{c:06d}"), 30.0, len(names), names))
+    t0 = time.perf_counter()
+    sched = PairSchedule(sources, 512, (0.04, 0.25), seed=0)
+    t_sched = time.perf_counter() - t0
+    gc.collect()
+    kept = rss() - before
+    t0 = time.perf_counter()
+    steps = 40
+    for i in range(steps):
+        sched.spec_arrays(np.arange((1000 + i) * 512, (1001 + i) * 512))
+    specs_s = steps * 512 / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    sched.specs(100_000)
+    resume = time.perf_counter() - t0
+    return {"frames": n_frames, "anchors": len(sched), "sources": len(sources), "names_build_s": round(t_names, 2),
+            "schedule_build_s": round(t_sched, 4), "index_build_s": round(t_names + t_sched, 2),
+            "memory_per_rank_mib": C.mib(kept), "index_arrays_mib": C.mib(sched.nbytes() + sum(
+                s.names.nbytes() for s in sources)), "specs_per_s": round(specs_s), "resume_to_step_100k_s":
+                round(resume, 5)}
+
+
+def old_index(n_frames: int) -> dict | None:
+    """The tuple-per-anchor index of commit e3ec364, loaded from git into a throwaway module."""
+    src = subprocess.run(["git", "show", f"{OLD_COMMIT}:micronbert/data/pairs.py"], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
+    if src.returncode:
+        return None
+    # only the schedule is needed; its frame-reading imports are replaced by what it used at the time
+    code = src.stdout.replace("from micronbert.data.frames import is_video, list_frames, read_image, video_info, "
+                              "iter_video", "from micronbert.data.frames import is_video, list_frames, read_image")
+    path = os.path.join(tempfile.mkdtemp(), "old_pairs.py")
+    with open(path, "w") as fh:
+        fh.write(code)
+    spec = importlib.util.spec_from_file_location("old_pairs", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from pathlib import Path
+
+    gc.collect()
+    before = rss()
+    t0 = time.perf_counter()
+    sources = [mod.FrameSource("folder", Path(f"/data/clip{c:06d}"), 30.0, CLIP, [name for _, name in listing])
+               for c, listing in listings(n_frames)]
+    t_src = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sched = mod.PairSchedule(sources, 512, (0.04, 0.25), 0)
+    t_sched = time.perf_counter() - t0
+    sched.specs(1000)  # the first call materialises the epoch permutation (cached)
+    gc.collect()
+    kept = rss() - before
+    return {"frames": n_frames, "names_build_s": round(t_src, 2), "schedule_build_s": round(t_sched, 2),
+            "memory_per_rank_mib": C.mib(kept), "note": f"tuple-per-anchor index of commit {OLD_COMMIT}"}
+
+
+def shard_resume(n_frames: int, shard_size: int = 1000) -> dict:
+    from micronbert.data.shards import FORMAT, MANIFEST, ShardPairStream
+
+    tmp = tempfile.mkdtemp()
+    n = n_frames // shard_size
+    manifest = {"format": FORMAT, "kind": "frames", "img_size": 224, "samples": n_frames,
+                "shards": [{"name": f"shard-{i:06d}.tar", "count": shard_size, "pairs": shard_size,
+                            "sources": []} for i in range(n)]}
+    with open(os.path.join(tmp, MANIFEST), "w") as fh:
+        json.dump(manifest, fh)
+    gc.collect()
+    before = rss()
+    t0 = time.perf_counter()
+    stream = ShardPairStream([tmp], batch=512, img_size=224, start_step=100_000, buffer=4096)
+    t_open = time.perf_counter() - t0
+    kept = rss() - before
+    t0 = time.perf_counter()
+    gen = stream.spec_batches(0, 1, skip=100_000)
+    try:
+        next(gen)  # stops at the first tar it must read: none exists here
+    except (FileNotFoundError, OSError):
+        pass
+    t_skip = time.perf_counter() - t0
+    return {"frames": n_frames, "shards": n, "manifest_load_s": round(t_open, 3), "memory_mib": C.mib(kept),
+            "resume_to_step_100k_s": round(t_skip, 3), "resumed_at_epoch": stream.located[0] if stream.located else None}
+
+
+def shard_supply(img_size: int = 224, batches: int = 12, batch: int = 64) -> dict:
+    from micronbert.data.builtin import face_videos
+    from micronbert.data.shards import ShardPairStream, write_shards
+
+    tmp = tempfile.mkdtemp()
+    t0 = time.perf_counter()
+    m = write_shards([str(p) for p in face_videos()], os.path.join(tmp, "s"), size=100, img_size=img_size,
+                     chunk=32)
+    write_s = time.perf_counter() - t0
+    stream = ShardPairStream([os.path.join(tmp, "s")], batch=batch, img_size=img_size, buffer=200)
+    it = iter(stream)
+    next(it)  # start-up: first window read
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    pairs_s = batches * batch / (time.perf_counter() - t0)
+    return {"img_size": img_size, "frames_written": m["samples"], "write_s": round(write_s, 2),
+            "decoded_pairs_per_s_per_worker": round(pairs_s, 1),
+            "workers_per_gpu_for_1600_pairs_s": int(-(-1600 // pairs_s))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, nargs="+", default=[1_000_000, 8_000_000])
+    ap.add_argument("--skip-old", action="store_true", help="leave out the previous index (1 M frames, slow)")
+    ap.add_argument("--skip-supply", action="store_true", help="leave out the 224-px shard decoding")
+    args = ap.parse_args(argv)
+    C.reexec_with_fixed_malloc()
+    out = {"benchmark": "pair_index", "commit": C.git_commit(), "machine": C.machine("cpu"),
+           "frame_folders": [new_index(n) for n in args.frames],
+           "shard_resume": [shard_resume(n) for n in args.frames]}
+    if not args.skip_old:
+        out["baseline_frame_folders"] = [old_index(min(args.frames))]
+    if not args.skip_supply:
+        out["shard_supply"] = shard_supply()
+    out["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    C.emit(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
