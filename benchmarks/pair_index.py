@@ -95,6 +95,7 @@ def old_index(n_frames: int) -> dict | None:
         fh.write(code)
     spec = importlib.util.spec_from_file_location("old_pairs", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["old_pairs"] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     from pathlib import Path
 

@@ -39,6 +39,9 @@ class ModelConfig:
     # > 0: logits cos(q_i, k_j)/τ instead of q_i·k_j/√d. Bounded logits keep the diagonal a same-place
     # similarity that pretraining cannot saturate; 0 gives the paper's scaled dot product exactly.
     dma_cosine_temperature: float = 0.1
+    # What the diagonal measures (model/dma.py): "cosine" (self-normalised, needs τ > 0), "relative"
+    # (softmax diagonal over its no-motion baseline) or "paper" (the raw softmax diagonal).
+    dma_signal: str = "cosine"
     # Patch of Interest.
     use_poi: bool = True
     poi_variant: str = "mse"      # "mse" (paper: agreement of contextual tokens) or "dino" (release: self-distillation)
@@ -49,6 +52,11 @@ class ModelConfig:
     dino_bottleneck_dim: int = 256
     # Recognition head: also embed the DMA change map (see model/heads.py).
     head_dma_map: bool = True
+    # "grid": a small conv head over the patch grid with signed change; "paper": mean-pooled (release).
+    head: str = "grid"
+    # Fine registration of apex onto onset before the pair is compared (faces/register.py):
+    # "translation", "euclidean" or "none" (the no-registration ablation, and the release).
+    registration: str = "translation"
     # Decoder (pretraining only).
     decoder_embed_dim: int = 512
     decoder_depth: int = 4
@@ -69,6 +77,15 @@ class ModelConfig:
             raise MicronbertError("embed_dim must be divisible by num_heads and dma_heads")
         if self.poi_variant not in ("mse", "dino"):
             raise MicronbertError(f"poi_variant must be 'mse' or 'dino', not {self.poi_variant!r}")
+        if self.dma_signal not in ("cosine", "relative", "paper"):
+            raise MicronbertError(f"dma_signal must be 'cosine', 'relative' or 'paper', not {self.dma_signal!r}")
+        if self.dma_signal == "cosine" and self.dma_cosine_temperature <= 0:
+            raise MicronbertError("dma_signal 'cosine' needs dma_cosine_temperature > 0 "
+                                  "(the paper's dot-product logits go with dma_signal 'paper')")
+        if self.registration not in ("translation", "euclidean", "none"):
+            raise MicronbertError(f"registration must be 'translation', 'euclidean' or 'none', not {self.registration!r}")
+        if self.head not in ("grid", "paper"):
+            raise MicronbertError(f"head must be 'grid' or 'paper', not {self.head!r}")
         if self.dma_query not in ("first", "second"):
             raise MicronbertError(f"dma_query must be 'first' or 'second', not {self.dma_query!r}")
 
