@@ -14,7 +14,9 @@ def configure(p):
 
 def run(args):
     from micronbert.infer.report_html import write_evaluation_report
+    from micronbert.utils.paths import check_output
 
+    check_output(args.out, "file", args.results)  # never onto, nor inside, a results folder being read
     path = write_evaluation_report(args.results, args.out, args.title)
     print(f"wrote {path} ({len(args.results)} run{'s' if len(args.results) > 1 else ''})")
     return 0

@@ -334,10 +334,6 @@ def write_evaluation_report(folders: Sequence, out, title: str = "micronbert eva
     if not folders:
         raise MicronbertError("no results folders given")
     out = Path(out)
-    inputs = {(Path(f) if Path(f).name != "metrics.json" else Path(f).parent).resolve() for f in folders}
-    if out.resolve().parent in inputs and out.name in {"metrics.json", "folds.csv", "predictions.csv", "summary.md",
-                                                       "config.json", "run.json"}:
-        raise MicronbertError(f"--out {out} would overwrite an evaluate result file; write the report elsewhere")
     runs = load_runs(folders)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, evaluation_page(runs, title))

@@ -80,8 +80,10 @@ def test_report_refuses_bad_input_with_one_line(two_runs, tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.html")]) != 0
     assert "no metrics.json" in capsys.readouterr().err
     before = (folders[0] / "metrics.json").read_bytes()
-    assert main(["report", str(folders[0]), "--out", str(folders[0] / "metrics.json")]) != 0
-    assert "would overwrite" in capsys.readouterr().err
+    assert main(["report", str(folders[0]), "--out", str(folders[0] / "metrics.json")]) == 2
+    assert "inside the input folder" in capsys.readouterr().err
+    assert main(["report", str(folders[0] / "metrics.json"), "--out", str(folders[0] / "metrics.json")]) == 2
+    assert "would be overwritten" in capsys.readouterr().err
     assert (folders[0] / "metrics.json").read_bytes() == before
 
 
