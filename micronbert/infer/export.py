@@ -6,9 +6,8 @@ Graph contract (written into the model's metadata too):
   outputs  probabilities float32 (B, C)     softmax over config.json's classes
            dma_map       float32 (B, g, g)  DMA diagonal (low = change), g = S / patch
            poi_map       float32 (B, g, g)  PoI saliency (mean 1)
-The chunked DMA is a custom autograd Function, which ONNX cannot trace; export uses the same quantity
-written as exp(s_ii − logsumexp_j s_ij) with plain ops (one row of the N×N scores at a time is not
-needed at inference size).
+The chunked DMA is a custom autograd Function, which ONNX cannot trace; export switches each DMA to
+its `traceable` path, the same quantity written with plain ops (the N×N scores are small at inference size).
 """
 from __future__ import annotations
 
@@ -24,28 +23,27 @@ from torch import nn
 
 from micronbert.config import IMAGENET_MEAN, IMAGENET_STD
 from micronbert.errors import MicronbertError
+from micronbert.model.dma import DiagonalMicroAttention, diagonal_attention_traceable
 
 OPSET = 17
 
 
-def _traceable_diagonal(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int = 0) -> torch.Tensor:
-    # Same value as dma.diagonal_attention(_naive): a_i = exp(s_ii − logsumexp_j s_ij), no diagonal op.
-    scores = (q @ k.transpose(-2, -1)) * scale
-    self_scores = (q * k).sum(-1) * scale
-    return torch.exp(self_scores - torch.logsumexp(scores, dim=-1))
+# Same value as dma.diagonal_attention(_naive) in plain ops (kept under this name for callers).
+_traceable_diagonal = diagonal_attention_traceable
 
 
 @contextlib.contextmanager
-def export_mode():
-    """Route the DMA through the traceable formulation while exporting."""
-    from micronbert.model import dma
-
-    original = dma.diagonal_attention
-    dma.diagonal_attention = _traceable_diagonal
+def export_mode(model: nn.Module):
+    """Route every DMA in `model` through its traceable formulation (its `traceable` flag) while exporting."""
+    dmas = [m for m in model.modules() if isinstance(m, DiagonalMicroAttention)]
+    before = [m.traceable for m in dmas]
+    for m in dmas:
+        m.traceable = True
     try:
         yield
     finally:
-        dma.diagonal_attention = original
+        for m, flag in zip(dmas, before):
+            m.traceable = flag
 
 
 class ExportableClassifier(nn.Module):
@@ -85,7 +83,7 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset:
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     names = ["probabilities", "dma_map", "poi_map"]
-    with export_mode(), torch.no_grad(), warnings.catch_warnings(), atomic_path(onnx_path) as tmp:
+    with export_mode(wrapper), torch.no_grad(), warnings.catch_warnings(), atomic_path(onnx_path) as tmp:
         try:
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # fixed input size: expected
             torch.onnx.export(wrapper, example, str(tmp), input_names=["onset", "apex"], output_names=names,

@@ -4,11 +4,23 @@ Cross-attention between the two frames' patch tokens, A = softmax(Q Kᵀ · scal
 positions, of which only the diagonal a_i = A[i, i] is kept: how much patch i of one frame still
 matches the same place in the other. F_DMA[i] = W_o(a_i · V[i]). A low a_i marks local change.
 
+The change signal (`signal`) — what "a_i" is:
+- "paper": the softmax diagonal exactly as above. Measured on real faces it mostly says how
+  *distinctive* patch i is among all patches (the row's log-sum-exp), not whether it moved: the map of
+  a 1 px warp correlates with the map of no motion at all at r = 0.999 (docs/motion.md).
+- "relative": the same diagonal against its no-motion baseline a0_i (the key frame matched with
+  itself), exp(−|log a_i − log a0_i|): the distinctiveness term cancels. Either direction counts: a
+  change can make a patch less ambiguous, which raises a_i.
+- "cosine" (default): self-normalised: the diagonal logit is normalised by the score of a perfect match
+  instead of by the sum over all patches, a_i = exp((cos(q_i, k_i) − 1)/τ). An unchanged patch scores
+  1 whatever its texture. Needs cosine logits (τ > 0).
+All three give a map in (0, 1], 1 = unchanged, so F_DMA = W_o(a_i · V[i]) keeps the paper's form.
+
 a_i = exp(s_ii − logsumexp_j s_ij) needs only each row's log-sum-exp, so `diagonal_attention`
 computes it in chunks of query rows and recomputes them in the backward pass: peak extra memory
 O(chunk · N) instead of the O(N²) attention matrix (on CPU in float32/64 the same maths runs through
 PyTorch's fused attention kernel, see `_DiagonalAttentionFlashCPU`). `diagonal_attention_naive` is
-the reference.
+the reference; `diagonal_attention_traceable` is the same value in plain ops, for ONNX export.
 """
 from __future__ import annotations
 
@@ -21,6 +33,13 @@ def diagonal_attention_naive(q: torch.Tensor, k: torch.Tensor, scale: float) -> 
     """Reference: build the full (…, N, N) softmax and take its diagonal. q, k: (…, N, d)."""
     attn = torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)
     return attn.diagonal(dim1=-2, dim2=-1)
+
+
+def diagonal_attention_traceable(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int = 0) -> torch.Tensor:
+    """Same value as the reference without a diagonal op or custom autograd (ONNX traces it)."""
+    scores = (q @ k.transpose(-2, -1)) * scale
+    self_scores = (q * k).sum(-1) * scale
+    return torch.exp(self_scores - torch.logsumexp(scores, dim=-1))
 
 
 def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
@@ -132,21 +151,33 @@ def diagonal_attention(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: in
     return _DiagonalAttention.apply(q, k, scale, chunk)
 
 
+DMA_SIGNALS = ("cosine", "relative", "paper")
+
+
 class DiagonalMicroAttention(nn.Module):
-    """F_DMA = W_o(a ⊙ V) with a = diag(softmax(Q Kᵀ/√d)). Names follow the release (att.to_q, ...).
+    """F_DMA = W_o(a ⊙ V) with a the diagonal change signal (see the module doc). Names follow the
+    release (att.to_q, ...).
 
     With `diagonal=False` it is the plain cross-attention softmax(Q Kᵀ/√d) V (the no-DMA ablation,
-    and the release's `diag_att=False`); the map it returns is then still the diagonal, for display.
+    and the release's `diag_att=False`); the map it returns is then still the diagonal, for display
+    only (detached: nothing downstream may learn from it). `traceable=True` computes the diagonal
+    with plain ops (ONNX export) instead of the O(N)-memory autograd Function.
     """
 
     def __init__(self, dim: int, heads: int = 1, diagonal: bool = True, chunk: int = 256, tie_qk: bool = False,
-                 cosine_temperature: float = 0.0):
+                 cosine_temperature: float = 0.0, signal: str = "paper", traceable: bool = False):
         super().__init__()
+        if signal not in DMA_SIGNALS:
+            raise ValueError(f"DMA signal must be one of {DMA_SIGNALS}, not {signal!r}")
+        if signal == "cosine" and cosine_temperature <= 0:
+            raise ValueError("the cosine DMA signal needs cosine logits (temperature > 0)")
         self.heads = heads
         self.tie_qk = tie_qk
         self.cosine_temperature = cosine_temperature
+        self.signal = signal
         self.diagonal = diagonal
         self.chunk = chunk
+        self.traceable = traceable
         self.to_q = nn.Linear(dim, dim)
         self.to_k = nn.Linear(dim, dim)
         self.to_v = nn.Linear(dim, dim)
@@ -161,21 +192,44 @@ class DiagonalMicroAttention(nn.Module):
         b, n, d = x.shape
         return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # (B, H, N, dh)
 
+    def _logits(self, q: torch.Tensor, k: torch.Tensor):
+        if self.cosine_temperature > 0:
+            # Cosine logits: an unchanged token matches itself with the largest possible score.
+            return F.normalize(q, dim=-1), F.normalize(k, dim=-1), 1.0 / self.cosine_temperature
+        return q, k, q.shape[-1] ** -0.5
+
+    def _softmax_diagonal(self, q, k, scale):
+        if self.traceable:
+            return diagonal_attention_traceable(q, k, scale)
+        return diagonal_attention(q, k, scale, self.chunk)
+
+    def change_diagonal(self, q, k, scale, key_tokens):
+        """(B, H, N) map in (0, 1], 1 = unchanged. q, k: the (normalised, for cosine logits) projections;
+        key_tokens: the key frame's tokens (B, N, D), whose self-match is the "relative" baseline."""
+        if self.signal == "cosine":
+            # exp((cos − 1)/τ): the softmax's normaliser replaced by the score of a perfect match
+            return torch.exp(((q * k).sum(-1).clamp(max=1.0) - 1.0) * scale)
+        diag = self._softmax_diagonal(q, k, scale)
+        if self.signal == "paper":
+            return diag
+        q0 = self._split(self.to_q(key_tokens))
+        q0, _, _ = self._logits(q0, q0)
+        base = self._softmax_diagonal(q0, k, scale)
+        # a / a0 in log space, either way: a change can also make a patch *less* ambiguous (a_i rises)
+        log_ratio = torch.log(diag.float().clamp_min(1e-30)) - torch.log(base.float().clamp_min(1e-30))
+        return torch.exp(-log_ratio.abs()).to(diag.dtype)
+
     def forward(self, x_query: torch.Tensor, x_key: torch.Tensor, x_value: torch.Tensor):
         """Patch tokens (B, N, D) each -> (features (B, N, D), diagonal map (B, N) averaged over heads)."""
         to_k = self.to_q if self.tie_qk else self.to_k
         q, k, v = self._split(self.to_q(x_query)), self._split(to_k(x_key)), self._split(self.to_v(x_value))
-        scale = q.shape[-1] ** -0.5
-        if self.cosine_temperature > 0:
-            # Cosine logits: an unchanged token matches itself with the largest possible score.
-            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-            scale = 1.0 / self.cosine_temperature
+        q, k, scale = self._logits(q, k)
         if self.diagonal:
-            diag = diagonal_attention(q, k, scale, self.chunk)  # (B, H, N)
+            diag = self.change_diagonal(q, k, scale, x_key)  # (B, H, N)
             out = diag.unsqueeze(-1) * v
         else:
             out = F.scaled_dot_product_attention(q, k, v, scale=scale)
             with torch.no_grad():
-                diag = diagonal_attention(q, k, scale, self.chunk)
+                diag = self.change_diagonal(q, k, scale, x_key)
         b, h, n, dh = out.shape
         return self.proj(out.transpose(1, 2).reshape(b, n, h * dh)), diag.mean(1)

@@ -132,12 +132,23 @@ class ViTEncoder(nn.Module):
             raise ValueError("only square inputs are supported")
         return sincos_2d(self.pos_embed.shape[-1], grid_h)[None].to(self.pos_embed)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """Images -> the residual stream after the first `blocks` blocks (all when None), not normalised."""
         gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         pos = self.positions(gh, gw)
         tokens = self.patch_embed(x) + pos[:, 1:]
         cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, tokens], dim=1)
-        for block in self.blocks:
+        for block in self.blocks[:blocks]:
             x = block(x)
-        return self.norm(x)
+        return x
+
+    def finish(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
+        """The rest of the forward pass from `hidden(x, start)`: blocks start.., then the final norm.
+        (A recipe can cache the frozen part and train only the last blocks.)"""
+        for block in self.blocks[start:]:
+            hidden = block(hidden)
+        return self.norm(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.hidden(x))

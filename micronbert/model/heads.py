@@ -1,7 +1,21 @@
-"""Recognition: μ-BERT on (onset, apex) with a pooled classification head."""
+"""Recognition: μ-BERT on (onset, apex) with a classification head.
+
+Two heads (ModelConfig.head):
+- "grid" (default): keeps *where* and *which way*. Per patch, on the token grid: the signed change of
+  the encoder tokens (apex − onset), gated by DMA (how much the patch changed, 1 − a_i) and PoI (how much
+  the patch matters); the PoI-gated F_DMA; and the change map −log a_i. A small convolution over the
+  grid pools to a coarse layout (4×4 at 112 px), so the place of the motion survives. The contextual
+  tokens enter only as their difference (apex − onset): the apex token alone describes who it is, a
+  shortcut that does not transfer to an unseen subject.
+- "paper": mean of the PoI-gated DMA tokens over all patches + the apex contextual token (+ the change
+  map embedded, with `head_dma_map`), as before.
+Without DMA (the ablation, `use_dma=False`) neither head sees the DMA diagonal at all: F_DMA comes from
+plain cross-attention, the grid head's gate is PoI alone and it has no change-map channel.
+"""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from micronbert.config import ModelConfig
@@ -9,11 +23,9 @@ from micronbert.model.mubert import MicronBertModel
 
 
 class RecognitionHead(nn.Module):
-    """Mean of the PoI-gated DMA tokens, concatenated with the apex frame's contextual token -> logits.
-
-    With `num_patches`, the DMA change map (−log a_i, standardised per sample) is embedded too: on
-    aligned faces *where* the face changed says which action it was, independent of who it is.
-    """
+    """Release-style ("paper"): mean of the PoI-gated DMA tokens, concatenated with the apex frame's
+    contextual token -> logits. With `num_patches`, the DMA change map (−log a_i, standardised per
+    sample) is embedded too."""
 
     def __init__(self, dim: int, num_classes: int, dropout: float = 0.1, num_patches: int = 0):
         super().__init__()
@@ -25,13 +37,55 @@ class RecognitionHead(nn.Module):
         nn.init.zeros_(self.fc.bias)
         nn.init.normal_(self.fc.weight, std=0.01)
 
-    def forward(self, features: torch.Tensor, cls: torch.Tensor, dma_map: torch.Tensor | None = None) -> torch.Tensor:
-        parts = [features.mean(1), cls]
+    def forward(self, micro: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = micro["features"]
+        parts = [features.mean(1), micro["cls_second"]]
         if self.map_embed is not None:
-            change = -torch.log(dma_map.float().clamp_min(1e-8))
+            change = -torch.log(micro["dma_map"].float().clamp_min(1e-8))
             change = (change - change.mean(1, keepdim=True)) / (change.std(1, keepdim=True) + 1e-6)
             parts.append(self.map_embed(change.to(features.dtype)))
         return self.fc(self.drop(self.norm(torch.cat(parts, dim=-1))))
+
+
+class MotionGridHead(nn.Module):
+    """Per-patch signed change on the grid -> strided convs -> coarse layout -> logits (see the module doc)."""
+
+    def __init__(self, dim: int, num_classes: int, grid: int, width: int = 32, dropout: float = 0.1,
+                 use_change: bool = True):
+        super().__init__()
+        self.grid = grid
+        self.use_change = use_change
+        self.diff = nn.Linear(dim, width)   # signed token change, apex − onset
+        self.feat = nn.Linear(dim, width)   # PoI-gated F_DMA
+        in_ch = 2 * width + (1 if use_change else 0)
+        # two stride-2 convolutions: 14×14 (tiny) -> 4×4, 28×28 (small) -> 7×7; plain ops, ONNX exports them
+        self.conv = nn.Sequential(nn.Conv2d(in_ch, width, 3, stride=2, padding=1), nn.GELU(),
+                                  nn.Conv2d(width, width, 3, stride=2, padding=1), nn.GELU())
+        pooled = ((grid + 1) // 2 + 1) // 2
+        self.cls_diff = nn.Linear(dim, width)
+        out = width * pooled ** 2 + width
+        self.norm = nn.LayerNorm(out)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(out, num_classes)
+        nn.init.zeros_(self.fc.bias)
+        nn.init.normal_(self.fc.weight, std=0.01)
+
+    def forward(self, micro: dict[str, torch.Tensor]) -> torch.Tensor:
+        sal = micro["poi_map"].unsqueeze(-1)
+        delta = micro["tokens_second"] - micro["tokens_first"]
+        if self.use_change:
+            change = -torch.log(micro["dma_map"].clamp_min(1e-8)).unsqueeze(-1)  # 0 = unchanged
+            gate = sal * (1.0 - micro["dma_map"].unsqueeze(-1))
+        else:
+            gate = sal
+        parts = [self.diff(delta) * gate, self.feat(micro["features"])]
+        if self.use_change:
+            parts.append(change)
+        x = torch.cat(parts, dim=-1)  # (B, N, C)
+        b, n, c = x.shape
+        x = self.conv(x.transpose(1, 2).reshape(b, c, self.grid, self.grid)).flatten(1)
+        ctx = self.cls_diff(micro["cls_second"] - micro["cls_first"])
+        return self.fc(self.drop(self.norm(torch.cat([x, F.gelu(ctx)], dim=-1))))
 
 
 class MicronBertClassifier(nn.Module):
@@ -42,13 +96,18 @@ class MicronBertClassifier(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         self.backbone = MicronBertModel(cfg, with_decoder=False, with_agreement=False)
-        self.head = RecognitionHead(cfg.embed_dim, num_classes, dropout,
-                                    num_patches=cfg.num_patches if cfg.head_dma_map else 0)
+        if cfg.head == "grid":
+            self.head = MotionGridHead(cfg.embed_dim, num_classes, cfg.grid, dropout=dropout, use_change=cfg.use_dma)
+        else:
+            use_map = cfg.head_dma_map and cfg.use_dma  # the no-DMA ablation never sees the diagonal
+            self.head = RecognitionHead(cfg.embed_dim, num_classes, dropout,
+                                        num_patches=cfg.num_patches if use_map else 0)
 
     def from_tokens(self, tok_onset: torch.Tensor, tok_apex: torch.Tensor) -> dict[str, torch.Tensor]:
         """From encoder tokens (so a frozen encoder's outputs can be cached and reused)."""
         micro = self.backbone.micro_features(tok_onset, tok_apex)
-        micro["logits"] = self.head(micro["features"], micro["cls_second"], micro["dma_map"])
+        micro["tokens_first"], micro["tokens_second"] = tok_onset[:, 1:], tok_apex[:, 1:]
+        micro["logits"] = self.head(micro)
         return micro
 
     def forward_all(self, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:

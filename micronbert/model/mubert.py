@@ -39,7 +39,8 @@ class MicronBertModel(nn.Module):
         self.encoder = ViTEncoder(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim, cfg.depth,
                                   cfg.num_heads, cfg.mlp_ratio)
         self.dma = DiagonalMicroAttention(cfg.embed_dim, cfg.dma_heads, diagonal=cfg.use_dma, chunk=cfg.dma_chunk,
-                                          tie_qk=cfg.dma_tie_qk, cosine_temperature=cfg.dma_cosine_temperature)
+                                          tie_qk=cfg.dma_tie_qk, cosine_temperature=cfg.dma_cosine_temperature,
+                                          signal=cfg.dma_signal)
         self.decoder = (PixelDecoder(cfg.embed_dim, cfg.decoder_embed_dim, cfg.decoder_depth, cfg.decoder_num_heads,
                                      cfg.mlp_ratio, cfg.grid, cfg.patch_size, cfg.in_chans)
                         if with_decoder else None)
@@ -97,7 +98,7 @@ class MicronBertModel(nn.Module):
                   # reconstruction error where the patch was swapped: what the network had to undo
                   "loss_rec_swapped": (per_patch * maskf).sum() / maskf.sum().clamp(min=1.0)}
         total = loss_rec
-        if pcfg.identity_weight > 0 and pcfg.use_swap:
+        if pcfg.identity_weight > 0 and pcfg.use_swap and self.cfg.use_dma:
             # Swapped patches are identical in both frames: a free "unchanged" label for the diagonal.
             log_a = torch.log(micro["dma_map"].float().clamp_min(1e-12))
             loss_id = -(log_a * maskf).sum() / maskf.sum().clamp(min=1.0)

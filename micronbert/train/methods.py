@@ -60,33 +60,59 @@ class MicronBertMethod(TrainedMethod):
             if enc_missing:
                 raise MicronbertError(f"the --init weights lack encoder keys {enc_missing[:3]}")
         if self.recipe.freeze_encoder:
-            for p in model.backbone.encoder.parameters():
+            encoder = model.backbone.encoder
+            for p in encoder.parameters():
                 p.requires_grad_(False)
+            if self.recipe.train_blocks:  # the last blocks and the final norm train on the cached inputs
+                for p in list(encoder.blocks[self.first_trained_block:].parameters()) + list(encoder.norm.parameters()):
+                    p.requires_grad_(True)
         return model.to(self.device)
 
+    @property
+    def first_trained_block(self) -> int:
+        return max(0, self.cfg.depth - self.recipe.train_blocks)
+
     def prepare(self, data: PairData, seed: int = 0) -> None:
-        """Keep the frames; with a frozen encoder, encode every sample once (reused by every fold)."""
+        """Keep the (registered) frames; with a frozen encoder, run its frozen part once per sample and
+        view (the clean pair, then `cached_views` paired-augmented ones), reused by every fold."""
         if data.size != self.cfg.img_size:
             raise MicronbertError(f"faces are {data.size} px but the model expects {self.cfg.img_size} px "
                                   f"(preset/--init and the cache disagree)")
+        if self.cfg.registration != "none":
+            from micronbert.faces.register import register_pairs
+
+            data = PairData(data.onset, register_pairs(data.onset, data.apex, self.cfg.registration))
         self.data = data
         if self.recipe.freeze_encoder:
             torch.manual_seed(seed)  # only matters for a random (no-pretrain) frozen encoder
             encoder = self.build().backbone.encoder.eval()
             keep = torch.float16 if self.device.type == "cuda" else torch.float32
-            outs = ([], [])
+            gen = torch.Generator().manual_seed(seed + 7919)
+            views = 1 + (self.recipe.cached_views if self.recipe.augment else 0)
+            outs: tuple[list, list] = ([], [])
             with torch.no_grad():
                 for start in progress(range(0, len(data), 32), desc="encode (frozen)", unit="batch", leave=False):
-                    for j, frames in enumerate((data.onset, data.apex)):
-                        x = normalise_images(to_float(frames[start:start + 32], self.device))
-                        outs[j].append(encoder(x).to(keep))
-            self.tokens = (torch.cat(outs[0]), torch.cat(outs[1]))
+                    onset = to_float(data.onset[start:start + 32], self.device)
+                    apex = to_float(data.apex[start:start + 32], self.device)
+                    per_view = ([], [])
+                    for v in range(views):
+                        o, a = (onset, apex) if v == 0 else paired_augment(onset, apex, self.recipe, gen)
+                        for j, x in enumerate((o, a)):
+                            per_view[j].append(encoder.hidden(normalise_images(x), self.first_trained_block).to(keep))
+                    for j in range(2):
+                        outs[j].append(torch.stack(per_view[j]))  # (V, b, 1+N, D)
+            self.tokens = (torch.cat(outs[0], 1), torch.cat(outs[1], 1))
 
     def batch_logits(self, model) -> BatchLogits:
         def fn(idx: np.ndarray, train: bool, gen):
             if self.tokens is not None:
                 t = torch.as_tensor(idx, device=self.tokens[0].device)
-                return model.from_tokens(self.tokens[0][t].float(), self.tokens[1][t].float())["logits"]
+                views = self.tokens[0].shape[0]
+                v = (torch.randint(0, views, (len(idx),), generator=gen).to(t.device) if train and views > 1
+                     else torch.zeros_like(t))
+                hidden = torch.cat([self.tokens[0][v, t], self.tokens[1][v, t]]).float()
+                tok = model.backbone.encoder.finish(hidden, self.first_trained_block)
+                return model.from_tokens(*tok.chunk(2))["logits"]
             onset, apex = to_float(self.data.onset[idx], self.device), to_float(self.data.apex[idx], self.device)
             if train and self.recipe.augment:
                 onset, apex = paired_augment(onset, apex, self.recipe, gen)
@@ -109,6 +135,13 @@ METHODS: dict[str, MethodSpec] = {
     "micronbert": MethodSpec("μ-BERT: pretrained encoder (--init), DMA, PoI", "mubert"),
     "no-dma": MethodSpec("μ-BERT with plain cross-attention in place of DMA", "mubert", {"use_dma": False}),
     "no-poi": MethodSpec("μ-BERT without PoI gating", "mubert", {"use_poi": False}),
+    "no-registration": MethodSpec("μ-BERT without fine registration of the apex onto the onset", "mubert",
+                                  {"registration": "none"}),
+    "paper": MethodSpec("μ-BERT as the paper/release formulates it: raw softmax diagonal on dot-product logits, "
+                        "mean-pooled head with the apex contextual token, no registration (give it --init "
+                        "weights pretrained with --dma-temperature 0 --identity-weight 0)", "mubert",
+                        {"dma_signal": "paper", "dma_cosine_temperature": 0.0, "head": "paper",
+                         "head_dma_map": False, "registration": "none"}),
     "no-pretrain": MethodSpec("μ-BERT from random initialisation (architecture of --init or --preset, its "
                               "weights unused)", "mubert", uses_init=False),
     "flow-cnn": MethodSpec("optical-flow baseline: 3-stream CNN on onset→apex (u, v, strain), STSTNet-style",

@@ -3,8 +3,9 @@
 Class-weighted cross-entropy (the datasets are imbalanced), paired augmentation (one random crop, flip,
 small rotation and colour jitter drawn per sample and applied to *both* frames, so the onset→apex
 difference is the signal), AdamW with optional layer-wise lr decay, warm-up + cosine, a fixed number of
-epochs. With `freeze_encoder` the encoder's tokens are computed once per sample (no augmentation: the
-cache would be stale) and only DMA, PoI gating and the head train.
+epochs. With `freeze_encoder` the encoder's first blocks run once per sample on the clean pair and on
+`cached_views` paired-augmented views (drawn once, reused every epoch); the last `train_blocks` blocks,
+DMA and the head train on that cache. PoI has no parameters of its own.
 
 `FinetuneConfig`'s field defaults are the full fine-tuning recipe; `RECIPE_FAMILIES` states only how the
 other families differ from them.
@@ -42,12 +43,17 @@ class FinetuneConfig:
     rotate_deg: float = 5.0
     hflip: bool = True
     jitter: float = 0.1            # brightness and contrast ±jitter, the same for both frames
+    # Frozen (CPU) recipe: the frozen part of the encoder runs once per sample and view, then is reused.
+    cached_views: int = 0          # augmented views per sample cached besides the clean one (0: clean only)
+    train_blocks: int = 0          # the encoder's last blocks (and final norm) that still train on the cache
     val_subjects: int = 0          # >0: keep the epoch with the best UF1 on this many *training* subjects
     eval_batch_size: int = 64
 
     def __post_init__(self):
         if self.class_weights not in ("balanced", "none"):
             raise MicronbertError(f"class_weights must be 'balanced' or 'none', not {self.class_weights!r}")
+        if self.cached_views < 0 or self.train_blocks < 0:
+            raise MicronbertError("cached_views and train_blocks must be >= 0")
         if self.epochs < 1 or self.batch_size < 1:
             raise MicronbertError("epochs and batch_size must be >= 1")
 
@@ -55,7 +61,8 @@ class FinetuneConfig:
 # How each family's recipe differs from FinetuneConfig's defaults (the full fine-tuning of μ-BERT).
 RECIPE_FAMILIES = {
     "full": {},
-    "frozen": dict(epochs=30, lr=1e-3, freeze_encoder=True, augment=False),
+    # the CPU recipe: 4 augmented views + the clean one cached, the last encoder block, DMA and head train
+    "frozen": dict(epochs=30, lr=1e-3, freeze_encoder=True, cached_views=4, train_blocks=1),
     "flow": dict(epochs=40, lr=1e-3, weight_decay=1e-4, crop_scale=(1.0, 1.0), rotate_deg=0.0, jitter=0.0),
 }
 

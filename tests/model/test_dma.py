@@ -48,3 +48,66 @@ def test_plain_cross_attention_ablation_differs():
     f_plain, m_plain = plain(x, y, y)
     assert torch.allclose(m_dma, m_plain, atol=1e-6)  # same map for display
     assert not torch.allclose(f_dma, f_plain, atol=1e-4)  # different features
+
+
+def _texture_tokens(n=64, d=32, seed=0):
+    """Tokens whose distinctiveness varies a lot across patches (a few near-duplicates, a few unique)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(1, n, d, generator=g)
+    base[:, : n // 2] = base[:, :1] + 0.05 * torch.randn(1, n // 2, d, generator=g)  # half look alike
+    return base
+
+
+@pytest.mark.parametrize("signal", ["cosine", "relative", "paper"])
+def test_every_signal_is_a_map_in_0_1_and_one_where_nothing_changed(signal):
+    torch.manual_seed(0)
+    dma = DiagonalMicroAttention(32, cosine_temperature=0.1, signal=signal)
+    x = _texture_tokens()
+    _, same = dma(x, x, x)
+    assert same.shape == (1, 64) and (same > 0).all() and (same <= 1 + 1e-6).all()
+    if signal != "paper":
+        # unchanged = 1 whatever the texture; the paper's softmax diagonal is low for look-alike patches
+        assert torch.allclose(same, torch.ones_like(same), atol=1e-4)
+    else:
+        assert same[0, :32].max() < 0.5 * same[0, 32:].min()
+
+
+@pytest.mark.parametrize("signal", ["cosine", "relative"])
+def test_corrected_signals_find_a_small_change_on_a_look_alike_patch_where_the_paper_signal_does_not(signal):
+    torch.manual_seed(0)
+    x = _texture_tokens()
+    y = x.clone()
+    y[:, 5] += 0.3 * torch.randn(1, 32, generator=torch.Generator().manual_seed(9))  # small change, common texture
+    fixed = DiagonalMicroAttention(32, cosine_temperature=0.1, signal=signal)
+    paper = DiagonalMicroAttention(32, cosine_temperature=0.1, signal="paper")
+    paper.load_state_dict(fixed.state_dict())
+    _, m = fixed(y, x, x)
+    _, m_paper = paper(y, x, x)
+    assert m.argmin(1).item() == 5
+    assert m_paper.argmin(1).item() != 5  # the look-alike patches are lower than the changed one
+
+
+@pytest.mark.parametrize("signal", ["cosine", "relative", "paper"])
+def test_signal_gradients_match_the_naive_reference(signal):
+    torch.manual_seed(1)
+    x, y = torch.randn(2, 30, 16), torch.randn(2, 30, 16)
+    fast = DiagonalMicroAttention(16, cosine_temperature=0.2, signal=signal, chunk=7)
+    naive = DiagonalMicroAttention(16, cosine_temperature=0.2, signal=signal, chunk=0)
+    naive.load_state_dict(fast.state_dict())
+    traced = DiagonalMicroAttention(16, cosine_temperature=0.2, signal=signal, traceable=True)
+    traced.load_state_dict(fast.state_dict())
+    outs = []
+    for m in (fast, naive, traced):
+        m.zero_grad()
+        f, d = m(x, y, y)
+        (f.sum() + d.sum()).backward()
+        outs.append((f.detach(), d.detach(), m.to_q.weight.grad.clone()))
+    for f, d, g in outs[1:]:
+        assert torch.allclose(f, outs[0][0], atol=1e-5)
+        assert torch.allclose(d, outs[0][1], atol=1e-5)
+        assert torch.allclose(g, outs[0][2], atol=1e-4)
+
+
+def test_cosine_signal_needs_cosine_logits():
+    with pytest.raises(ValueError, match="temperature"):
+        DiagonalMicroAttention(16, cosine_temperature=0.0, signal="cosine")

@@ -1,0 +1,94 @@
+"""Recognition heads and ablations: each ablation removes exactly its component."""
+import pytest
+import torch
+
+from micronbert.config import preset
+from micronbert.model import dma as dma_module
+from micronbert.model import mubert as mubert_module
+from micronbert.model.heads import MicronBertClassifier, MotionGridHead, RecognitionHead
+
+
+def _pair(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    onset = torch.randn(2, 3, 32, 32, generator=g)
+    return onset, onset + 0.1 * torch.randn(2, 3, 32, 32, generator=g)
+
+
+def _classifier(**switches):
+    torch.manual_seed(0)
+    return MicronBertClassifier(preset("test", **switches), num_classes=3, dropout=0.0).eval()
+
+
+def _perturbed_diagonal(monkeypatch):
+    original = dma_module.DiagonalMicroAttention.change_diagonal
+
+    def noisy(self, q, k, scale, key_tokens):
+        return original(self, q, k, scale, key_tokens) * torch.rand(q.shape[:-1]).clamp_min(0.05)
+    monkeypatch.setattr(dma_module.DiagonalMicroAttention, "change_diagonal", noisy)
+
+
+@pytest.mark.parametrize("head", ["grid", "paper"])
+def test_no_dma_logits_ignore_the_dma_diagonal_and_the_full_model_does_not(monkeypatch, head):
+    onset, apex = _pair()
+    full, no_dma = _classifier(head=head), _classifier(head=head, use_dma=False)
+    before = (full(onset, apex), no_dma(onset, apex))
+    _perturbed_diagonal(monkeypatch)
+    after = (full(onset, apex), no_dma(onset, apex))
+    assert not torch.allclose(before[0], after[0], atol=1e-6)
+    assert torch.equal(before[1], after[1])
+
+
+def test_no_poi_logits_ignore_the_saliency_and_the_full_model_does_not(monkeypatch):
+    onset, apex = _pair()
+    full, no_poi = _classifier(), _classifier(use_poi=False)
+    no_poi.load_state_dict(full.state_dict())
+    before = (full(onset, apex), no_poi(onset, apex))
+    real = mubert_module.poi_saliency
+    monkeypatch.setattr(mubert_module, "poi_saliency", lambda tok, t: real(tok, t) * torch.rand(tok.shape[0], tok.shape[1] - 1))
+    after = (full(onset, apex), no_poi(onset, apex))
+    assert not torch.allclose(before[0], after[0], atol=1e-6)
+    assert torch.equal(before[1], after[1])
+    # same weights, PoI is the only difference between the two models
+    with monkeypatch.context() as m:
+        m.setattr(mubert_module, "poi_saliency", lambda tok, t: torch.ones(tok.shape[0], tok.shape[1] - 1))
+        assert torch.allclose(full(onset, apex), no_poi(onset, apex), atol=1e-6)
+
+
+def test_grid_head_keeps_where_and_which_way_and_sees_context_only_as_a_difference():
+    torch.manual_seed(0)
+    head = MotionGridHead(16, 3, grid=4, width=8, dropout=0.0).eval()
+    n = 16
+    first = torch.randn(1, n, 16)
+    second = first.clone()
+    move = torch.randn(16)
+    second[:, 2] += move
+    dma_map = torch.ones(1, n)
+    dma_map[:, 2] = 0.5
+
+    def micro(second, dma_map, cls_shift=0.0):
+        cls = torch.randn(1, 16, generator=torch.Generator().manual_seed(1))
+        return {"tokens_first": first, "tokens_second": second, "dma_map": dma_map, "poi_map": torch.ones(1, n),
+                "features": torch.zeros(1, n, 16), "cls_first": cls + cls_shift, "cls_second": cls + 0.3 + cls_shift}
+
+    base = head(micro(second, dma_map))
+    elsewhere = first.clone()
+    elsewhere[:, 13] += move
+    moved_map = torch.ones(1, n)
+    moved_map[:, 13] = 0.5
+    opposite = first.clone()
+    opposite[:, 2] -= move
+    assert not torch.allclose(base, head(micro(elsewhere, moved_map)), atol=1e-5)  # where
+    assert not torch.allclose(base, head(micro(opposite, dma_map)), atol=1e-5)     # which way
+    assert torch.allclose(base, head(micro(second, dma_map, cls_shift=5.0)), atol=1e-5)  # who: cancelled
+    assert torch.allclose(head(micro(first.clone(), torch.ones(1, n))),
+                          head(micro(first.clone(), torch.ones(1, n), cls_shift=-2.0)), atol=1e-5)
+
+
+def test_head_is_selectable_and_the_paper_head_is_the_release_style_one():
+    assert isinstance(_classifier().head, MotionGridHead)
+    assert isinstance(_classifier(head="paper").head, RecognitionHead)
+    assert _classifier(head="paper", use_dma=False).head.map_embed is None
+    onset, apex = _pair()
+    for head in ("grid", "paper"):
+        out = _classifier(head=head).forward_all(onset, apex)
+        assert out["logits"].shape == (2, 3) and out["dma_map"].shape == (2, 16)
