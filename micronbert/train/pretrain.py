@@ -185,9 +185,9 @@ RESUMABLE_CHANGES = {"accum_steps", "num_workers", "log_every", "ckpt_every", "k
 def settings_differences(state: dict, model_cfg: ModelConfig, pcfg: PretrainConfig, data_info: dict) -> list[str]:
     """What differs between a checkpoint's run and this one (model, data, pretraining settings)."""
     diffs = []
-    if state.get("model") != to_dict(model_cfg):
-        old, new = state.get("model") or {}, to_dict(model_cfg)
-        diffs += [f"model.{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    old, new = state.get("model") or {}, to_dict(model_cfg)
+    # a field missing from the checkpoint is one added to ModelConfig since: not a change of this run
+    diffs += [f"model.{k}: {old[k]!r} -> {new[k]!r}" for k in new if k in old and _norm(old[k]) != _norm(new[k])]
     old, new = state.get("pretrain") or {}, to_dict(pcfg)
     for k in new:
         if k not in RESUMABLE_CHANGES and k in old and _norm(old[k]) != _norm(new[k]):
