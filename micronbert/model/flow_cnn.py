@@ -1,10 +1,12 @@
 """The optical-flow baseline's network and its input: a small three-stream CNN on onset→apex flow
 (u, v, optical strain), in the spirit of STSTNet (Liong et al., 2019).
 
-The flow is selectable (`FlowConfig.flow`): "tvl1", OpenCV's dual TV-L1 (cv2.optflow, from
-opencv-contrib-python-headless), the flow MER papers and baselines use (STSTNet, Off-ApexNet, HTNet), or
-"farneback", OpenCV's dense Farnebäck flow, about 25x cheaper. benchmarks/flow_methods.py compares them
-under the same LOSO protocol and seeds (figures in docs/evaluation.md).
+The flow is selectable (`FlowConfig.flow`): "farneback", OpenCV's dense Farnebäck flow (the default),
+or "tvl1", OpenCV's dual TV-L1 (cv2.optflow, from opencv-contrib-python-headless), the flow MER papers
+and baselines use (STSTNet, Off-ApexNet, HTNet). benchmarks/flow_methods.py compares them under the same
+LOSO protocol and seeds: on the demo's synthetic benchmark TV-L1 (OpenCV's default parameters) scored
+below Farnebäck at both amplitudes and every seed, at about 75x the CPU time per pair, so Farnebäck
+stays the default (figures in docs/evaluation.md).
 
 A classifier folder of this model has config.json "model_type": "flow-cnn" and "model": FlowConfig
 (see `micronbert.model.classifier`); its training method is `micronbert.train.flow_baseline`.
@@ -22,7 +24,7 @@ from micronbert.errors import MicronbertError
 
 
 FLOW_METHODS = ("tvl1", "farneback")
-DEFAULT_FLOW = "farneback"     # what a new flow-cnn trains on (benchmarks/flow_methods.py decides)
+DEFAULT_FLOW = "farneback"     # what a new flow-cnn trains on (measured better: see the module doc)
 # Classifier folders saved before the flow was selectable have no "flow" key: they were Farnebäck.
 LEGACY_FLOW = "farneback"
 
