@@ -1,10 +1,12 @@
 """Benchmark: the pretraining data index at 1 M and 8 M frames, simulated (no real 8 M images).
 
-Frame folders: synthetic file listings of 500-frame clips (what `list_frames` returns for img00001.jpg
-...) go through the same FrameNames + PairSchedule the run uses; timed separately: building the
-names (compact pattern), building the schedule, and the process memory they keep (RSS growth with the
-listings freed). Beside it, the previous index (one Python tuple per anchor, from git commit e3ec364)
-at 1 M frames. `specs_per_s`: pair specs the index hands out per second (batches of 512); resume:
+Frame folders: synthetic directory listings of 500-frame clips (the entry names os.listdir returns,
+in arbitrary order: img00001.jpg ... plus a non-frame file) go through the same number_names +
+FrameNames + PairSchedule the run uses; timed separately: the file-name index (from entry names to the
+stored pattern, every check included), the schedule, and the memory they keep (RSS growth with the
+listings freed). Beside it: the per-name check at the smallest size, os.listdir on real folders (the
+system-call part, per million names), and the previous index (one Python tuple per anchor, from git
+commit e3ec364) at 1 M frames. `specs_per_s`: pair specs the index hands out per second (batches of 512); resume:
 the time to the first batch spec at step 100 000.
 
 Shards: a synthetic 8 M-frame manifest (8 000 shards × 1 000 frames; the skipping never opens a tar)
@@ -40,8 +42,15 @@ def rss() -> int:
 
 
 def listings(n_frames: int):
+    """What os.listdir returns for each 500-frame clip folder: img00001.jpg ... in directory order
+    (shuffled here, as file systems do), plus one non-frame file."""
+    import random
+
+    rng = random.Random(0)
     for c in range(n_frames // CLIP):
-        yield c, [(n, f"img{n:05d}.jpg") for n in range(1, CLIP + 1)]
+        names = [f"img{n:05d}.jpg" for n in range(1, CLIP + 1)] + ["info.txt"]
+        rng.shuffle(names)
+        yield c, names
 
 
 def new_index(n_frames: int) -> dict:
@@ -49,16 +58,16 @@ def new_index(n_frames: int) -> dict:
 
     import numpy as np
 
+    from micronbert.data.frames import number_names
     from micronbert.data.pairs import FrameNames, FrameSource, PairSchedule
 
     gc.collect()
     before = rss()
-    t_list = t_names = 0.0
+    t_names = 0.0
     sources = []
     for c, listing in listings(n_frames):
-        t0 = time.perf_counter()
-        t_list += 0  # listing built by the generator (timed below)
-        names = FrameNames(listing)
+        t0 = time.perf_counter()  # from the directory's entry names to the stored index, all checks included
+        names = FrameNames(number_names(listing))
         t_names += time.perf_counter() - t0
         sources.append(FrameSource("folder", Path(f"/data/clip{c:06d}"), 30.0, len(names), names))
     t0 = time.perf_counter()
@@ -79,6 +88,34 @@ def new_index(n_frames: int) -> dict:
             "memory_per_rank_mib": C.mib(kept), "index_arrays_mib": C.mib(sched.nbytes() + sum(
                 s.names.nbytes() for s in sources)), "specs_per_s": round(specs_s), "resume_to_step_100k_s":
                 round(resume, 5)}
+
+
+def name_by_name(n_frames: int) -> dict:
+    """The previous check (each name parsed on its own, as list_frames did), same listings."""
+    from micronbert.data.frames import _numbered_slowly
+
+    t = 0.0
+    for _, listing in listings(n_frames):
+        t0 = time.perf_counter()
+        _numbered_slowly(listing)
+        t += time.perf_counter() - t0
+    return {"frames": n_frames, "names_build_s": round(t, 2), "note": "per-name parse, same listings"}
+
+
+def directory_reads(folders: int = 20) -> dict:
+    """os.listdir on real folders of 500 empty frame files: the system-call part the simulation leaves
+    out, per million names (file-system dependent; a local disk here)."""
+    tmp = tempfile.mkdtemp()
+    for c in range(folders):
+        d = os.path.join(tmp, f"clip{c}")
+        os.mkdir(d)
+        for n in range(1, CLIP + 1):
+            open(os.path.join(d, f"img{n:05d}.jpg"), "wb").close()
+    t0 = time.perf_counter()
+    for c in range(folders):
+        os.listdir(os.path.join(tmp, f"clip{c}"))
+    per_m = (time.perf_counter() - t0) / (folders * CLIP) * 1e6
+    return {"names": folders * CLIP, "listdir_s_per_million_names": round(per_m, 3)}
 
 
 def old_index(n_frames: int) -> dict | None:
@@ -102,7 +139,7 @@ def old_index(n_frames: int) -> dict | None:
     gc.collect()
     before = rss()
     t0 = time.perf_counter()
-    sources = [mod.FrameSource("folder", Path(f"/data/clip{c:06d}"), 30.0, CLIP, [name for _, name in listing])
+    sources = [mod.FrameSource("folder", Path(f"/data/clip{c:06d}"), 30.0, CLIP, sorted(listing)[:CLIP])
                for c, listing in listings(n_frames)]
     t_src = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -172,7 +209,8 @@ def main(argv=None) -> int:
     C.reexec_with_fixed_malloc()
     out = {"benchmark": "pair_index", "commit": C.git_commit(), "machine": C.machine("cpu"),
            "frame_folders": [new_index(n) for n in args.frames],
-           "shard_resume": [shard_resume(n) for n in args.frames]}
+           "shard_resume": [shard_resume(n) for n in args.frames],
+           "name_by_name_frame_folders": [name_by_name(min(args.frames))], "directory_reads": directory_reads()}
     if not args.skip_old:
         out["baseline_frame_folders"] = [old_index(min(args.frames))]
     if not args.skip_supply:

@@ -34,25 +34,140 @@ def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
+@dataclass
+class FrameListing:
+    """The numbered images of one folder in number order, and the folder's other entries.
+
+    `pattern` = (prefix, width, suffix) when every frame's name is prefix + number (zero-padded to
+    width; 0: not padded) + suffix; the names are then made from it on demand, not stored."""
+
+    numbers: np.ndarray                      # int64, ascending, unique
+    pattern: tuple[str, int, str] | None
+    _names: list[str] | None
+    others: list[str]                        # entries that are not numbered images (sub-folders, videos, ...)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    @property
+    def names(self) -> list[str]:
+        if self._names is None:
+            prefix, width, suffix = self.pattern
+            self._names = [f"{prefix}{n:0{width}d}{suffix}" for n in self.numbers.tolist()]
+        return self._names
+
+
+def _numbered_slowly(names: list[str]) -> tuple[list[tuple[int, str]], list[str]]:
+    """Name by name: (number, name) of the images (the first by name wins a shared number), others."""
+    found: dict[int, str] = {}
+    others = []
+    for name in sorted(names):
+        n = frame_number(name) if is_image(name) and not name.startswith(".") else None
+        if n is None:
+            others.append(name)
+        elif n not in found:
+            found[n] = name
+    return sorted(found.items()), others
+
+
+def _numbered_by_columns(names: list[str]):
+    """Names of one length checked as a byte matrix (no Python per name): when all share the first
+    name's prefix and suffix around a run of digits, (numbers, prefix, digits, suffix, zero-padded);
+    otherwise None (the caller checks them name by name)."""
+    first = names[0]
+    if first.startswith(".") or not is_image(first):
+        return None
+    stem = Path(first).stem
+    m = _NUMBER.search(stem)
+    if m is None or m.end() - m.start() > 18:  # int64
+        return None
+    p, w = m.start(), m.end() - m.start()
+    blob = "".join(names)
+    if not blob.isascii():
+        return None
+    rows = np.frombuffer(blob.encode("ascii"), np.uint8).reshape(len(names), len(first))
+    digits = rows[:, p:p + w] - np.uint8(48)  # wraps above 9 for anything but '0'-'9'
+    if not ((rows[:, :p] == rows[0, :p]).all() and (rows[:, p + w:] == rows[0, p + w:]).all()
+            and (digits <= 9).all()):
+        return None
+    numbers = digits.astype(np.int64) @ (10 ** np.arange(w - 1, -1, -1, dtype=np.int64))
+    return numbers, first[:p], w, first[p + w:], bool(w > 1 and (digits[:, 0] == 0).any())
+
+
+def number_names(names: list[str], prefix: str | None = None) -> FrameListing:
+    """The numbered images among a folder's entry names (any order), sorted by number (img2 before
+    img10). `prefix` keeps only names starting with it (e.g. "reg_" for official crops next to raw
+    frames). Files without a number are ignored; two files with one number keep the first by name.
+
+    Fast at millions of names: names are grouped by length and each group is verified as one byte
+    matrix (same prefix and suffix around the digits); only groups that fail that go name by name."""
+    if prefix is not None:
+        names = [n for n in names if n.startswith(prefix)]
+    names = sorted(names, key=len)  # groups of one length become slices
+    lengths = np.fromiter(map(len, names), np.int64, len(names))
+    cuts = [0, *(np.flatnonzero(lengths[1:] != lengths[:-1]) + 1).tolist(), len(names)]
+    parts, others, patterns, leftovers = [], [], set(), []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        group = names[lo:hi]
+        fast = _numbered_by_columns(group) if hi > lo else None
+        if fast is None:
+            leftovers.extend(group)
+            continue
+        numbers, pre, width, suf, padded = fast
+        parts.append((numbers, group))
+        patterns.add((pre, suf, width, padded))
+    if leftovers:
+        found, others = _numbered_slowly(leftovers)
+        if found:
+            parts.append((np.array([n for n, _ in found], np.int64), [name for _, name in found]))
+            patterns.add(None)
+    if not parts:
+        return FrameListing(np.zeros(0, np.int64), None, [], others)
+    numbers = np.concatenate([nums for nums, _ in parts])
+    order = np.argsort(numbers, kind="stable")
+    numbers = numbers[order]
+    if len(numbers) > 1 and (numbers[1:] == numbers[:-1]).any():  # one number in two names: rare
+        found, others = _numbered_slowly(names)
+        return FrameListing(np.array([n for n, _ in found], np.int64), None, [n for _, n in found], others)
+    pattern = _common_pattern(patterns)
+    ordered = None
+    if pattern is None:
+        every = [name for _, group in parts for name in group]
+        ordered = [every[i] for i in order.tolist()]
+    return FrameListing(numbers, pattern, ordered, others)
+
+
+def _common_pattern(groups: set) -> tuple[str, int, str] | None:
+    """One (prefix, width, suffix) that spells every group's names, if any: f"{n:0{width}d}" gives
+    back a group's w digits when w == width, or when w > width and no name has a leading zero."""
+    if None in groups or len({(pre, suf) for pre, suf, _, _ in groups}) != 1:
+        return None
+    padded = {w for _, _, w, zero in groups if zero}
+    if len(padded) > 1:
+        return None
+    width = padded.pop() if padded else min(w for _, _, w, _ in groups)
+    if any(w < width or (zero and w != width) for _, _, w, zero in groups):
+        return None
+    pre, suf, _, _ = next(iter(groups))
+    return pre, width, suf
+
+
+def scan_frames(folder: str | os.PathLike, prefix: str | None = None) -> FrameListing:
+    """number_names over the entries of `folder` (one directory read)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MicronbertError(f"frame folder not found: {folder}")
+    return number_names(os.listdir(folder), prefix)
+
+
 def list_frames(folder: str | os.PathLike, prefix: str | None = None) -> list[tuple[int, str]]:
     """(number, file name) of the numbered images in `folder`, sorted by number (img2 before img10).
 
     `prefix` keeps only names starting with it (e.g. "reg_" for official crops next to raw frames).
     Files without a number are ignored; two files with one number keep the first by name.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MicronbertError(f"frame folder not found: {folder}")
-    found: dict[int, str] = {}
-    for name in sorted(os.listdir(folder)):
-        if not is_image(name) or name.startswith("."):
-            continue
-        if prefix is not None and not name.startswith(prefix):
-            continue
-        n = frame_number(name)
-        if n is not None and n not in found:
-            found[n] = name
-    return sorted(found.items())
+    listing = scan_frames(folder, prefix)
+    return list(zip(listing.numbers.tolist(), listing.names))
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -20,39 +20,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from micronbert.data.frames import VideoReader, is_video, list_frames, read_image, video_info
+from micronbert.data.frames import FrameListing, VideoReader, is_video, number_names, read_image, scan_frames, video_info
 from micronbert.errors import MicronbertError
 
 
 class FrameNames:
     """The file names of one frame folder in number order, stored compactly: `prefix + number (zero-
     padded to width) + suffix` with the numbers a range (O(1)) or an int32 array; names that follow no
-    single pattern are kept in one bytes blob with offsets (still no Python string per frame)."""
+    single pattern are kept in one bytes blob with offsets (still no Python string per frame).
+    Built from a FrameListing (scan_frames) or a list of (number, name) in number order."""
 
-    def __init__(self, listing: list[tuple[int, str]]):
-        import re
-
+    def __init__(self, listing: FrameListing | list[tuple[int, str]]):
+        if not isinstance(listing, FrameListing):
+            listing = number_names([name for _, name in listing])
         self.n = len(listing)
         self.prefix = self.suffix = ""
         self.width, self.start, self.numbers, self.blob, self.offsets = 0, 0, None, None, None
-        if not listing:
+        if not self.n:
             return
-        first_num, first = listing[0]
-        m = re.search(r"(\d+)(?!.*\d)", Path(first).stem)
-        if m:
-            digits = m.group(1)
-            self.prefix, self.suffix = first[:m.start()], first[m.end():]
-            self.width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
-            fmt = (self.prefix.replace("%", "%%") + f"%0{self.width}d" + self.suffix.replace("%", "%%"))
-            numbers = [num for num, _ in listing]
-            if [name for _, name in listing] == [fmt % num for num in numbers]:  # C-speed comparison
-                last_num = listing[-1][0]
-                if last_num - first_num + 1 == self.n:
-                    self.start = first_num           # contiguous numbers: nothing per frame
-                else:
-                    self.numbers = np.array(numbers, np.int64).astype(np.int32)
-                return
-        encoded = [name.encode() for _, name in listing]
+        if listing.pattern is not None:
+            self.prefix, self.width, self.suffix = listing.pattern
+            numbers = listing.numbers
+            if numbers[-1] - numbers[0] + 1 == self.n:
+                self.start = int(numbers[0])  # contiguous numbers: nothing per frame
+            else:
+                small = numbers[-1] <= np.iinfo(np.int32).max and numbers[0] >= 0
+                self.numbers = numbers.astype(np.int32 if small else np.int64)
+            return
+        encoded = [name.encode() for name in listing.names]
         self.blob = b"".join(encoded)
         self.offsets = np.zeros(self.n + 1, np.int64)
         np.cumsum([len(e) for e in encoded], out=self.offsets[1:])
@@ -109,10 +104,11 @@ def _collect(p: Path, fps: float, out: list[FrameSource]) -> None:
             if info.n_frames >= 2:
                 out.append(FrameSource("video", p, info.fps, info.n_frames))
         return
-    frames = list_frames(p)
-    if len(frames) >= 2:
-        out.append(FrameSource("folder", p, fps, len(frames), FrameNames(frames)))
-    for child in sorted(p.iterdir()):
+    listing = scan_frames(p)
+    if len(listing) >= 2:
+        out.append(FrameSource("folder", p, fps, len(listing), FrameNames(listing)))
+    for name in sorted(listing.others):  # never a stat per frame file: only the non-frame entries
+        child = p / name
         if child.is_dir() or is_video(child):
             _collect(child, fps, out)
 

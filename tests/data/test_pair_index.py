@@ -91,3 +91,58 @@ def test_a_truncated_video_counts_the_frames_it_holds(tmp_path):
     sched = PairSchedule(sources, 4, (0.04, 0.2), 0)
     _, t, t2, _ = sched.spec_arrays(np.arange(len(sched)))
     assert (t2 > t).all() and (t2 < n).all()  # no pair clamped onto the last frame
+
+
+def _name_by_name(names, prefix=None):
+    """The reference: every name parsed on its own, as list_frames did before the column check."""
+    from micronbert.data.frames import frame_number, is_image
+
+    found = {}
+    for name in sorted(n for n in names if prefix is None or n.startswith(prefix)):
+        n = frame_number(name) if is_image(name) and not name.startswith(".") else None
+        if n is not None and n not in found:
+            found[n] = name
+    return sorted(found.items())
+
+
+@pytest.mark.parametrize("case", [
+    [f"img{n:05d}.jpg" for n in range(1, 300)],                       # padded, contiguous
+    [f"img{n}.jpg" for n in range(1, 1200, 7)],                        # several widths, gaps
+    [f"img{n:03d}.jpg" for n in range(1, 2000, 13)],                   # padded to 3, then wider
+    [f"img{n:02d}.png" for n in range(0, 50)] + ["notes.txt", ".img99.png", "sub", "clip.mp4"],
+    [f"reg_image{n:06d}.bmp" for n in range(5, 400, 3)] + [f"{n:06d}.bmp" for n in range(2, 9)],
+    ["img1.jpg", "img01.jpg", "img2.jpg", "img002.JPG", "img3.jpeg"],  # one number, two names
+    [f"006_{n:05d}.jpg" for n in range(100)] + [f"006_{n:05d}.JPG" for n in range(100, 120)],
+    [f"frame{n}x.tif" for n in range(90, 120)] + ["frame7y.tif", "a.b.12.png", "über3.jpg", "ö4.jpg"],
+    [f"img{n}.jpg" for n in (0, 5, 12, 2_500_000_000, 7)] + ["img.jpg", "img1.2.jpg"],
+    [],
+])
+def test_numbering_by_columns_equals_name_by_name(case):
+    import random
+
+    from micronbert.data.frames import number_names
+
+    names = list(case)
+    random.Random(len(names)).shuffle(names)  # os.listdir order is arbitrary
+    listing = number_names(names)
+    expected = _name_by_name(names)
+    assert list(zip(listing.numbers.tolist(), listing.names)) == expected
+    framed = {name for _, name in expected}
+    losers = {n for n in names if n not in framed and _name_by_name([n])}  # images that lost a shared number
+    assert sorted(listing.others) == sorted(set(names) - framed - losers)
+    stored = FrameNames(listing)
+    assert [stored[i] for i in range(len(stored))] == [name for _, name in expected]
+    assert list(zip(number_names(names, "img").numbers.tolist(), number_names(names, "img").names)) == \
+        _name_by_name(names, "img")
+
+
+def test_a_padded_folder_is_verified_without_a_name_per_frame(tmp_path):
+    from micronbert.data.frames import scan_frames
+
+    for n in [*range(3, 40), *range(50, 60)]:
+        (tmp_path / f"img{n:05d}.jpg").touch()
+    (tmp_path / "info.txt").touch()
+    listing = scan_frames(tmp_path)
+    assert listing.pattern == ("img", 5, ".jpg") and listing._names is None and listing.others == ["info.txt"]
+    names = FrameNames(listing)
+    assert names.numbers is not None and names.numbers.dtype == np.int32 and names[37] == "img00050.jpg"
