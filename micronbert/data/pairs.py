@@ -280,6 +280,8 @@ class PairBatches(torch.utils.data.Dataset):
         return self.steps - self.start_step
 
     def _pair(self, position: int):
+        import cv2
+
         n = len(self.schedule)
         for attempt in range(self.max_replacements + 1):
             src, t, t2, flip = (int(a[0]) if a.dtype != bool else bool(a[0])
@@ -292,7 +294,8 @@ class PairBatches(torch.utils.data.Dataset):
                     self.reported.add(where)
                     print(f"warning: skipped a pair with an unreadable frame: {exc}", file=sys.stderr)
                 continue
-            return (fa[:, ::-1], fb[:, ::-1]) if flip else (fa, fb)
+            # cv2.flip copies with SIMD; a reversed numpy view would make np.stack copy byte by byte
+            return (cv2.flip(fa, 1), cv2.flip(fb, 1)) if flip else (fa, fb)
         raise MicronbertError(f"{self.max_replacements + 1} pairs in a row had unreadable frames "
                               f"(last: {where}); check the data")
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import io
 import sys
 import tarfile
 import time
@@ -258,22 +259,57 @@ def load_manifest(path: str | os.PathLike) -> dict:
     return m
 
 
+def _ustar_members(data: bytes) -> Iterator[tuple[str, bytes]] | None:
+    """(name, contents) of each regular file of a plain USTAR tar held in memory (what write_shards
+    writes), read from the 512-byte headers directly: tarfile's per-member objects cost more than
+    decoding. None when the tar uses anything else (PAX/GNU headers, links): the caller uses tarfile."""
+    members, off = [], 0
+    while off + 512 <= len(data):
+        head = data[off:off + 512]
+        if head == bytes(512):
+            return iter(members)
+        kind = head[156:157]
+        try:
+            size = int(head[124:136].rstrip(b"\0 ").decode() or "0", 8)
+        except ValueError:
+            return None
+        if kind not in (b"0", b"\0", b"5") or head[257:262] not in (b"ustar", bytes(5)):
+            return None
+        name = head[:100].split(b"\0", 1)[0]
+        prefix = head[345:500].split(b"\0", 1)[0]
+        start, off = off + 512, off + 512 + (size + 511) // 512 * 512
+        if start + size > len(data):
+            return None  # truncated: tarfile says so in its own words
+        if kind != b"5":
+            full = (prefix + b"/" + name) if prefix else name
+            members.append((full.decode("utf-8", "surrogateescape"), data[start:start + size]))
+    return None
+
+
 def iter_shard(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) for each sample of one tar, read sequentially (streaming mode)."""
+    """(key, {extension: bytes}) for each sample of one tar, in order (one sequential read)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    members = _ustar_members(data)
+    if members is None:
+        members = _tarfile_members(io.BytesIO(data))
     key, files = None, {}
-    with tarfile.open(path, "r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            base = os.path.basename(member.name)
-            k, _, ext = base.partition(".")
-            if k != key and key is not None:
-                yield key, files
-                files = {}
-            key = k
-            files[ext] = tar.extractfile(member).read()
+    for name, contents in members:
+        k, _, ext = os.path.basename(name).partition(".")
+        if k != key and key is not None:
+            yield key, files
+            files = {}
+        key = k
+        files[ext] = contents
     if key is not None:
         yield key, files
+
+
+def _tarfile_members(fh) -> Iterator[tuple[str, bytes]]:
+    with tarfile.open(fileobj=fh, mode="r|") as tar:
+        for member in tar:
+            if member.isfile():
+                yield member.name, tar.extractfile(member).read()
 
 
 @dataclass
@@ -415,31 +451,43 @@ class ShardPairStream(torch.utils.data.IterableDataset):
                     out = []
             to_skip = 0
 
-    def _decode(self, data: bytes) -> np.ndarray:
+    def _decode_into(self, data, slot: np.ndarray, flip: bool) -> None:
+        """Decode one JPEG into its row of the batch: BGR decode, then flip and RGB conversion by
+        OpenCV (vectorised) writing straight into the batch; a flipped numpy view would make the
+        stacking copy byte by byte (the main cost before)."""
+        import cv2
+
         from micronbert.data.pairs import fit_square
 
-        return fit_square(decode_jpeg(data), self.img_size)
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise MicronbertError("unreadable JPEG in a shard")
+        if img.shape[:2] != slot.shape[:2]:
+            img = fit_square(img, self.img_size)
+        if flip:
+            img = cv2.flip(img, 1)
+        cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=slot)
 
     def _collate(self, specs: list[_Spec]):
-        a, b = [], []
+        size = self.img_size
+        a = np.empty((len(specs), size, size, 3), np.uint8)
+        b = np.empty_like(a)
+        good = 0
         for s in specs:
             try:
-                fa, fb = self._decode(s.a), self._decode(s.b)
+                self._decode_into(s.a, a[good], s.flip)
+                self._decode_into(s.b, b[good], s.flip)
             except MicronbertError as exc:  # a damaged JPEG: report once, reuse a good pair of the batch
                 if "jpeg" not in self.reported:
                     self.reported.add("jpeg")
                     print(f"warning: skipped a pair in shards: {exc}", file=sys.stderr)
                 continue
-            if s.flip:
-                fa, fb = fa[:, ::-1], fb[:, ::-1]
-            a.append(fa)
-            b.append(fb)
-        if not a:
+            good += 1
+        if not good:
             raise MicronbertError("a whole batch of shard pairs was unreadable; check the shards")
-        while len(a) < len(specs):
-            a.append(a[len(a) % len(a)])
-            b.append(b[len(b) % len(b)])
-        return torch.from_numpy(np.stack(a)), torch.from_numpy(np.stack(b))
+        for i in range(good, len(specs)):
+            a[i], b[i] = a[i % good], b[i % good]
+        return torch.from_numpy(a), torch.from_numpy(b)
 
     def __iter__(self):
         worker, workers = self._worker()

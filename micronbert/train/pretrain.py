@@ -525,7 +525,7 @@ def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> f
     n, t, d = cfg.num_patches, cfg.num_patches + 1, cfg.embed_dim
     embed = 2 * n * cfg.in_chans * cfg.patch_size ** 2 * d
     enc = embed + _vit_forward_flops(t, d, cfg.depth, cfg.mlp_ratio)
-    dma = 4 * 2 * n * d * d + (2 * n * n * d if cfg.use_dma else 4 * n * n * d)
+    dma, display = _dma_flops(cfg)
     de = cfg.decoder_embed_dim
     dec = 2 * t * d * de + _vit_forward_flops(t, de, cfg.decoder_depth, cfg.mlp_ratio) \
         + 2 * t * de * cfg.patch_size ** 2 * cfg.in_chans
@@ -551,4 +551,18 @@ def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> f
             no_input_grad = (3 + pcfg.local_crops) * embed
     else:
         no_input_grad = 2 * embed
-    return float(pairs * (3 * trained + teacher - no_input_grad))
+    return float(pairs * (3 * trained + teacher + display - no_input_grad))
+
+
+def _dma_flops(cfg: ModelConfig) -> tuple[float, float]:
+    """(trained, forward-only) matrix-product FLOPs of DMA for one pair. The change signal decides the
+    N×N work: "cosine" is exp((cos − 1)/τ) of each token with itself (no N×N product), "paper" one
+    softmax diagonal (the naive QKᵀ), "relative" two of them plus a projection of the key frame. The
+    no-DMA ablation trains a full cross-attention (QKᵀ and AV) and computes the diagonal for display
+    only, without gradient."""
+    n, d = cfg.num_patches, cfg.embed_dim
+    projections = 4 * 2 * n * d * d
+    signal = {"cosine": 0, "paper": 2 * n * n * d, "relative": 2 * (2 * n * n * d) + 2 * n * d * d}[cfg.dma_signal]
+    if cfg.use_dma:
+        return projections + signal, 0.0
+    return projections + 4 * n * n * d, signal

@@ -125,14 +125,17 @@ def test_pretraining_on_shards_resumes_exactly(tmp_path, face_frames_dir):
     assert [r["loss"] for r in _log(tmp_path / "a")] == [r["loss"] for r in _log(tmp_path / "b")]
 
 
-@pytest.mark.parametrize("use_poi", [True, False])
-def test_analytic_step_flops_match_a_counted_step(use_poi):
+@pytest.mark.parametrize("use_poi,signal,use_dma", [(True, "cosine", True), (False, "cosine", True),
+                                                    (False, "paper", True), (True, "relative", True),
+                                                    (False, "paper", False)])
+def test_analytic_step_flops_match_a_counted_step(use_poi, signal, use_dma):
+    # every DMA change signal does different N×N work (none for "cosine"): the count follows the model
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     from micronbert.model.mubert import MicronBertModel
 
-    cfg = preset("test", dma_chunk=0, use_poi=use_poi)  # naive DMA: the counter sees the model's products
+    cfg = preset("test", dma_chunk=0, use_poi=use_poi, dma_signal=signal, use_dma=use_dma)  # naive DMA: the counter sees the model's products
     pcfg = PretrainConfig()
     model = MicronBertModel(cfg)
     x = torch.randn(1, 3, cfg.img_size, cfg.img_size)
