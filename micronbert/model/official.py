@@ -158,6 +158,7 @@ def config_from_args(args: dict, state: dict[str, torch.Tensor], report: Convers
               use_dma=bool(args.get("diag_att", False)), dma_query="first",
               dma_cosine_temperature=0.0,  # the release's scaled dot-product logits
               dma_signal="paper", head="paper", registration="none",  # as the release: raw diagonal, mean head
+              poi_temperature=0.1,  # the saliency temperature these weights were converted with before
               use_poi=enable_dino, poi_variant="dino" if enable_dino else "mse")
     if "num_heads" not in args:
         warn("args has no num_heads; assuming 4 (the release's small model)")

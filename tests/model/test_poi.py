@@ -55,3 +55,27 @@ def test_poi_off_has_no_agreement_loss():
     model = MicronBertModel(preset("test", use_poi=False))
     assert model.agreement is None
     assert "loss_agg" not in _step(model, PretrainConfig())
+
+
+def test_default_saliency_does_not_discard_most_of_the_face():
+    """τ = 0.1 put the weight on ~62 of 196 patches of real faces (max/min ~180×) without favouring the
+    face (docs/motion.md); the default keeps most patches in play."""
+    import numpy as np
+
+    from micronbert.data.builtin import face_photos
+    from micronbert.data.pairs import fit_square
+    from micronbert.model.mubert import normalise_images
+
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    model = MicronBertModel(cfg, with_decoder=False, with_agreement=False).eval()
+    faces = np.stack([fit_square(img, cfg.img_size) for img in face_photos().values()])
+    with torch.no_grad():
+        tokens = model.encoder(normalise_images(torch.from_numpy(faces)))
+
+    def effective(tau):
+        s = poi_saliency(tokens, tau)
+        s = s / s.sum(1, keepdim=True)
+        return float((1 / (s ** 2).sum(1)).mean())
+    assert effective(cfg.poi_temperature) > 0.75 * cfg.num_patches
+    assert effective(0.1) < 0.6 * cfg.num_patches  # the old default, for contrast
