@@ -17,9 +17,12 @@ def configure(parser) -> None:
     parser.add_argument("--variant", choices=("auto", "raw", "cropped"), default="auto",
                         help="casme2/smic/folder: raw frames or the official reg_ crops (auto: raw if "
                              "present)")
-    parser.add_argument("--apex-policy", choices=("exclude", "middle"), default="exclude",
-                        help="rows with a missing or out-of-range apex: report and exclude them, or "
-                             "report and use the middle frame (apex_source 'repaired')")
+    parser.add_argument("--missing-apex", "--apex-policy", dest="apex_policy", choices=("exclude", "spot", "middle"),
+                        default="exclude",
+                        help="rows with a missing or out-of-range apex (e.g. '/' in CASME II sheets): report and "
+                             "exclude them; spot the apex between onset and offset with the apex spotter "
+                             "(apex_source 'spotted'); or use the middle frame (apex_source 'repaired'). The report "
+                             "says which frame each row got")
     parser.add_argument("--no-image-check", action="store_true",
                         help="skip decoding each sample's onset and apex images")
     parser.add_argument("--name", default="folder", help="dataset name for --dataset folder")
@@ -65,11 +68,16 @@ def run(args) -> int:
     # Only options that differ from the defaults are passed, so a reader that has no such option
     # (e.g. --variant for samm) rejects it instead of ignoring it.
     opts = {"variant": None if args.variant == "auto" else args.variant,
-            "apex_policy": None if args.apex_policy == "exclude" else args.apex_policy,
+            # spot: the reader keeps such rows at the middle frame, then the spotter replaces it
+            "apex_policy": {"exclude": None, "spot": "middle"}.get(args.apex_policy, args.apex_policy),
             "dataset_name": args.name if args.dataset == "folder" else None}
     if args.no_image_check:
         opts["check_images"] = False
     df, report = index_dataset(args.dataset, args.root, args.annotations, **opts)
+    if args.apex_policy == "spot":
+        from micronbert.infer.apex import spot_repaired_apexes
+
+        df = spot_repaired_apexes(df, report)
     write_samples(df, args.out)
     report.write(rpath)
     for line in report.lines():

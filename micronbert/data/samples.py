@@ -7,7 +7,9 @@ Columns (all readers write all of them, in this order):
     sample_id      unique within the dataset (e.g. "sub01/EP02_01f"); (dataset, sample_id) is global
     clip           the clip folder name as on disk
     onset, apex, offset   frame numbers as in the frame file names (not positions)
-    apex_source    "annotated", "middle" (not annotated, e.g. SMIC) or "repaired" (see the report)
+    apex_source    "annotated", "middle" (not annotated, e.g. SMIC), "repaired" (missing or out of range in
+                   the sheet: the middle frame) or "spotted" (missing or out of range: found by the apex
+                   spotter, `index --missing-apex spot`); the report says which frame a row got
     emotion        the emotion label exactly as written in the dataset
     aus            action units as written ("" when absent)
     n_frames       number of frame files listed for the clip

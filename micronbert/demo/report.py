@@ -1,5 +1,6 @@
 """The demo's report: one self-contained HTML file (PNG images inlined as data: URIs, inline CSS, no
-script, no external resource), so it opens from disk without a server.
+script, no external resource), so it opens from disk without a server. It is made of the same parts as
+`micronbert report` (`micronbert.infer.report_html`): the evaluation runs are shown by that code.
 
 Sections: settings and stage timings, the pooled LOSO metrics table, confusion matrices, sample panels
 (onset, apex, |difference|, DMA change and PoI over the apex, with each sample's overlap of the DMA
@@ -7,37 +8,15 @@ change with the known action region), pretraining curves, and the prediction on 
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from micronbert.infer.report_html import (comparison_section, confusion_table, esc, fig_png, img_tag, load_run,
+                                          page, run_section, table)
 from micronbert.utils.io import atomic_write_text
-
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}
-th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:100%}
-.fig{display:inline-block;margin:4px;vertical-align:top}.note{color:#555;font-size:90%}.bad{color:#a00}"""
-
-
-def png_data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def img_tag(data: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="{png_data_uri(data)}">'
-
-
-def fig_png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def curves_png(log_csv: Path) -> bytes | None:
@@ -116,12 +95,6 @@ def sample_panels(demo, n: int = 3) -> tuple[list[tuple[str, bytes]], list[dict]
     return figs, stats
 
 
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{h}</tr>{body}</table>"
-
-
 def write_report(demo) -> Path:
     from micronbert.demo.results import load_results, run_title, shuffled_summary
 
@@ -135,16 +108,14 @@ def write_report(demo) -> Path:
                      f"({html.escape(', '.join(syn['distinct_people']))}); "
                      f"action amplitude {syn['amplitude_px224']} px at the 224-px face scale (×0.7-1.3 per sample); "
                      f"classes {html.escape(json.dumps(syn['classes']))}.</p>")
-    parts.append("<h2>Stages</h2>" + _table(["stage", "status", "seconds", "detail"], [
+    parts.append("<h2>Stages</h2>" + table(["stage", "status", "seconds", "detail"], [
         [s.name, "ok" if s.ok else '<span class=bad>failed</span>', f"{s.seconds:.1f}", html.escape(s.detail)]
         for s in demo.stages]))
 
     res = load_results(demo.results)
-    parts.append("<h2>Pooled LOSO metrics</h2>")
     if res:
-        parts.append(_table(["model", "UF1", "UAR", "accuracy", "samples", "folds"], [
-            [html.escape(run_title(r)), f"{m['uf1']:.3f}", f"{m['uar']:.3f}", f"{m['accuracy']:.3f}",
-             str(m["n_samples"]), str(m.get("n_folds"))] for r, m in res.items()]))
+        runs = [load_run(demo.results / r, name=r, title=run_title(r)) for r in res]
+        parts.append(comparison_section(runs, heading="Pooled LOSO metrics"))
         sh = shuffled_summary(res)
         if sh and sh["n"] > 1:
             parts.append(f"<p>Shuffled control, mean of {sh['n']} permutations: UF1 {sh['uf1']:.3f}, UAR "
@@ -154,13 +125,15 @@ def write_report(demo) -> Path:
                      "table whose labels were permuted across samples: what a model scores when labels carry no "
                      "signal (chance UF1 is about 0.33 for 3 balanced classes; with 48 samples one permutation "
                      "varies by about ±0.07). Pooled = the predictions of all folds scored together.</p>")
-        parts.append("<h2>Confusion matrices</h2>")
-        for r in res:
-            png = demo.results / r / "confusion.png"
-            if png.is_file():
-                parts.append(f'<div class=fig><p>{html.escape(run_title(r))}</p>{img_tag(png.read_bytes(), r)}</div>')
+        parts.append("<h2>Confusion matrices</h2><p class=note>Rows: true class, columns: predicted; counts, "
+                     "shaded by the share of the row.</p>")
+        for r in runs:
+            parts.append(f"<div class=fig><p>{esc(r.title)}</p>"
+                         f"{confusion_table(r.metrics['confusion'], r.metrics['classes'], r.name, 'all')}</div>")
+        parts.append("<h2>Each run: per class, per fold</h2>" + "".join(
+            f"<details><summary>{esc(r.title)}</summary>{run_section(r, 'h3')}</details>" for r in runs))
     else:
-        parts.append("<p class=bad>No evaluation results (see the stage table).</p>")
+        parts.append("<h2>Pooled LOSO metrics</h2><p class=bad>No evaluation results (see the stage table).</p>")
 
     parts.append("<h2>Samples: onset, apex, |difference|, DMA change, PoI</h2>")
     try:
@@ -187,7 +160,7 @@ def write_report(demo) -> Path:
 
         t = pd.read_csv(pred_csv)
         cols = [c for c in ("interval", "onset", "apex", "offset", "score", "source", "label", "confidence") if c in t]
-        parts.append(_table(cols, [[html.escape(str(v if not isinstance(v, float) else round(v, 3))) for v in r]
+        parts.append(table(cols, [[html.escape(str(v if not isinstance(v, float) else round(v, 3))) for v in r]
                                    for r in t[cols].itertuples(index=False)]))
         for png in sorted(demo.prediction.glob("*.png"))[:3]:
             parts.append(f"<div>{img_tag(png.read_bytes(), png.name)}</div>")
@@ -196,8 +169,7 @@ def write_report(demo) -> Path:
     else:
         parts.append("<p class=bad>No prediction (see the stage table).</p>")
 
-    doc = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>micronbert demo</title>"
-           f"<style>{CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n")
+    doc = page("micronbert demo", parts)
     path = demo.out / "report.html"
     atomic_write_text(path, doc)
     return path

@@ -95,3 +95,28 @@ def test_a_span_too_short_to_spot_is_excluded_with_its_reason(no_apex_dataset):
     assert len(out) == len(short) - 1 and short.loc[i, "sample_id"] not in set(out["sample_id"])
     entry = next(e for e in report.entries if e.sample_id == short.loc[i, "sample_id"])
     assert entry.action == "excluded" and "could not be spotted" in entry.reason
+
+
+def test_index_missing_apex_spot_keeps_the_rows_as_spotted(no_apex_dataset, tmp_path, capsys):
+    from micronbert.cli import main
+    from micronbert.data.samples import read_samples
+
+    root, truth = no_apex_dataset
+    base = ["index", "--dataset", "casme2", "--root", str(root / "ds"), "--annotations", str(root / "no_apex.xlsx")]
+    assert main([*base, "--out", str(tmp_path / "excluded.csv")]) == 0          # default: exclude, as before
+    assert len(read_samples(tmp_path / "excluded.csv")) == KEEP_ANNOTATED
+    assert main([*base, "--missing-apex", "spot", "--out", str(tmp_path / "spotted.csv")]) == 0
+    table = read_samples(tmp_path / "spotted.csv")
+    assert len(table) == len(truth)
+    assert table["apex_source"].value_counts().to_dict() == {"spotted": len(truth) - KEEP_ANNOTATED,
+                                                             "annotated": KEEP_ANNOTATED}
+    spotted = table[table["apex_source"] == "spotted"]
+    off = np.abs(spotted["apex"].to_numpy() - truth.loc[spotted["sample_id"]].to_numpy())
+    assert np.mean(off <= 2) >= 0.8
+    report = pd.read_csv(tmp_path / "spotted.report.csv")
+    notes = report[report["sample_id"].isin(set(spotted["sample_id"]))]
+    assert len(notes) == len(spotted) and notes["reason"].str.contains("apex spotted at frame").all()
+    assert "apex spotted at frame" in capsys.readouterr().out
+    # the old flag name still works and still means the middle frame
+    assert main([*base, "--apex-policy", "middle", "--out", str(tmp_path / "middle.csv")]) == 0
+    assert set(read_samples(tmp_path / "middle.csv")["apex_source"]) == {"repaired", "annotated"}
