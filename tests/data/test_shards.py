@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ from micronbert.data.frames import read_image
 from micronbert.data.pairs import fit_square
 from micronbert.data.shards import ShardPairStream, decode_jpeg, iter_shard, load_manifest, write_shards
 from micronbert.errors import MicronbertError
+from torchrun_helper import run_torchrun
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +100,9 @@ def test_shard_cli(tmp_path, face_frames_dir):
 @pytest.mark.slow
 def test_two_rank_gloo_pretraining_reads_disjoint_shards(tmp_path, frame_shards):
     out, trace = tmp_path / "run", tmp_path / "trace"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MICRONBERT_PROGRESS": "0", "MICRONBERT_TRACE_SHARDS": str(trace)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "micronbert",
-           "pretrain", "--preset", "test", "--frames", str(frame_shards), "--steps", "6", "--batch-size", "4",
-           "--log-every", "3", "--warmup-steps", "1", "--out", str(out), "--device", "cpu"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_torchrun(["pretrain", "--preset", "test", "--frames", str(frame_shards), "--steps", "6", "--batch-size", "4",
+                  "--log-every", "3", "--warmup-steps", "1", "--out", str(out), "--device", "cpu"],
+                 env={"MICRONBERT_TRACE_SHARDS": str(trace)})
     run = json.loads((out / "run.json").read_text())
     assert run["world_size"] == 2 and run["data"]["shards"] == [str(frame_shards)]
     read = {}  # (rank, epoch) -> shards read

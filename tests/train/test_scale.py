@@ -2,7 +2,7 @@ import csv
 import json
 import os
 import subprocess
-import sys
+import time
 
 import pytest
 import torch
@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from micronbert.config import PretrainConfig, preset
 from micronbert.data.shards import write_shards
 from micronbert.train.pretrain import pretrain, pretrain_step_flops
+from torchrun_helper import run_torchrun
 
 
 def _log(out):
@@ -46,6 +47,42 @@ def _cli_configs(extra):
     return pretrain_configs(build_parser().parse_args(["pretrain", "--out", "x", *extra]))
 
 
+def _live_members(group: int) -> list[int]:
+    """Processes (not zombies) of a process group, from /proc."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def test_a_launch_past_its_time_is_killed_with_all_its_children(monkeypatch):
+    # A torchrun that outlives its limit must not leave its ranks loading the machine for the next
+    # tests, and must fail saying so (a bare subprocess timeout kills the launcher only, silently).
+    from torchrun_helper import run_group
+
+    seen = {}
+    real_killpg = os.killpg
+
+    def killpg(group, sig):
+        seen["before"] = _live_members(group)
+        real_killpg(group, sig)
+        seen["group"] = group
+
+    monkeypatch.setattr(os, "killpg", killpg)
+    script = "sleep 60 & sleep 60 & echo started; wait"  # a launcher with two children, like torchrun
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)ran past 1 s .*started"):
+        run_group(["bash", "-c", script], timeout=1, what="launch")
+    assert len(seen["before"]) == 3  # bash and its two children were running
+    time.sleep(0.5)  # SIGKILL is delivered asynchronously
+    assert _live_members(seen["group"]) == []
+
+
 @pytest.mark.slow
 def test_resume_on_two_ranks_continues_a_one_rank_run(tmp_path, face_frames_dir):
     """1 rank × accumulation 2 for 4 steps, then resumed under torchrun on 2 gloo ranks × accumulation 1
@@ -59,12 +96,8 @@ def test_resume_on_two_ranks_continues_a_one_rank_run(tmp_path, face_frames_dir)
     part = pretrain(frames, tmp_path / "moved", cfg, pcfg1, stop_after=4, show_progress=False, device="cpu")
     assert part["steps_run"] == 4 and not part["finished"]
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MICRONBERT_PROGRESS": "0"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "micronbert",
-           "pretrain", *common, "--accum-steps", "1", "--frames", *frames, "--out", str(tmp_path / "moved"),
-           "--device", "cpu", "--resume"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_torchrun(["pretrain", *common, "--accum-steps", "1", "--frames", *frames, "--out", str(tmp_path / "moved"),
+                  "--device", "cpu", "--resume"])
     assert json.loads((tmp_path / "moved" / "run.json").read_text())["world_size"] == 2
 
     whole, moved = _log(tmp_path / "whole"), _log(tmp_path / "moved")
@@ -89,12 +122,8 @@ def test_two_ranks_with_accumulation_equal_one_rank_with_the_same_global_batch(t
     frames = [str(face_frames_dir)]
     pretrain(frames, tmp_path / "one", cfg, pcfg, show_progress=False, device="cpu")
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MICRONBERT_PROGRESS": "0"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "micronbert",
-           "pretrain", *common, "--accum-steps", "2", "--frames", *frames, "--out", str(tmp_path / "two"),
-           "--device", "cpu"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_torchrun(["pretrain", *common, "--accum-steps", "2", "--frames", *frames, "--out", str(tmp_path / "two"),
+                  "--device", "cpu"])
     run = json.loads((tmp_path / "two" / "run.json").read_text())
     assert run["world_size"] == 2 and run["pretrain"]["accum_steps"] == 2
     one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
