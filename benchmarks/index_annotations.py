@@ -26,8 +26,8 @@ import numpy as np
 def build(root: Path, n: int) -> Path:
     import cv2
 
-    from micronbert.data import layouts
     from micronbert.data.layouts import ClipSpec
+    from micronbert.data.readers import samm
 
     ok, jpg = cv2.imencode(".jpg", np.full((16, 16, 3), 127, np.uint8))
     data = jpg.tobytes()
@@ -36,12 +36,12 @@ def build(root: Path, n: int) -> Path:
     for i in range(n):
         subject = f"{i % 100:03d}"
         clip = f"{subject}_{i // 100}_1"
-        folder = root / "SAMM" / subject / clip
+        folder = root / samm.clip_folder(subject, clip)
         folder.mkdir(parents=True)
         for f in (1000, 1002, 1004):
-            (folder / f"{subject}_{f:05d}.jpg").write_bytes(data)
+            (folder / samm.FRAME_NAME.format(subject=subject, n=f, pad=5)).write_bytes(data)
         clips.append(ClipSpec(subject, clip, [], 1000, 1002, 1004, emotions[i % 8], "4+7", on_disk=False))
-    return layouts.write_samm(root, clips, preamble=True)
+    return samm.write(root, clips, preamble=True)
 
 
 def main(argv=None) -> int:
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     from importlib.metadata import version
 
     from micronbert.data.readers import index_dataset, samm
-    from micronbert.data.readers._common import load_sheet
+    from micronbert.data.readers._sheets import load_sheet
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)

@@ -19,7 +19,8 @@ def write_dataset(fmt: str, out, clips: Sequence[SynthClip]) -> Path:
     Returns the dataset root to give `micronbert index --root`."""
     import pandas as pd
 
-    from micronbert.data import layouts
+    from micronbert.data.layouts import ClipSpec
+    from micronbert.data.readers import WRITERS, index_dataset
     from micronbert.utils.io import atomic_save
 
     out = Path(out)
@@ -27,19 +28,12 @@ def write_dataset(fmt: str, out, clips: Sequence[SynthClip]) -> Path:
     specs = []
     for c in clips:
         aus = "+".join(a if a[0] not in "LR" else a for a in c.aus)
-        spec = layouts.ClipSpec(c.subject, c.clip, c.numbers, c.numbers[0], c.numbers[c.apex_pos], c.numbers[-1],
+        spec = ClipSpec(c.subject, c.clip, c.numbers, c.numbers[0], c.numbers[c.apex_pos], c.numbers[-1],
                                 c.emotion, aus, frames=c.frame)
         specs.append(spec)
-    if fmt == "casme2":
-        layouts.write_casme2(out, specs)
-    elif fmt == "samm":
-        layouts.write_samm(out, specs)
-    else:
-        layouts.write_smic(out, specs)
+    WRITERS[fmt](out, specs)
     rows = [c.row(fmt) for c in clips]
     # The sample ids exactly as the reader makes them (subject and clip normalisation live there).
-    from micronbert.data.readers import index_dataset
-
     df, _ = index_dataset(fmt, out, check_images=False)
     ids = {Path(r.frames_dir).resolve().as_posix(): r.sample_id for r in df.itertuples()}
     for r, c in zip(rows, clips):
@@ -51,12 +45,14 @@ def write_dataset(fmt: str, out, clips: Sequence[SynthClip]) -> Path:
 
 
 def _clip_dir(fmt: str, c: SynthClip) -> str:
-    """Where the layout writer put a clip's frames, relative to the dataset root."""
+    """Where the dataset's writer put a clip's frames, relative to the dataset root."""
+    from micronbert.data.readers import casme2, samm, smic
+
     if fmt == "casme2":
-        return f"CASME2_RAW_selected/sub{int(c.subject):02d}/{c.clip}"
+        return casme2.clip_folder(c.subject, c.clip)
     if fmt == "samm":
-        return f"SAMM/{c.subject}/{c.clip}"
-    return f"HS/{c.subject}/micro/{c.emotion}/{c.clip}"
+        return samm.clip_folder(c.subject, c.clip)
+    return smic.clip_folder(c.subject, c.clip, c.emotion)
 
 
 def people_summary(clips: Sequence[SynthClip]) -> dict:

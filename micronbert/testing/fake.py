@@ -1,4 +1,5 @@
-"""Tiny fake dataset trees in the exact shipped layouts (built with micronbert.data.layouts), for tests,
+"""Tiny fake dataset trees in the exact shipped layouts (written by each dataset's module in
+micronbert.data.readers, the same module that reads them back), for tests,
 benchmarks and demos. Frames are 16x16 noise images; only a few frames per clip are written.
 
 Two kinds of generator:
@@ -17,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from micronbert.data import layouts
 from micronbert.data.layouts import ClipSpec
+from micronbert.data.readers import casme2, casme3, folder, mmew, samm, smic
 
 
 @dataclass
@@ -81,11 +82,9 @@ def fake_casme2(root, *, dirty: bool = True, sheet_version: str = "20140508", cr
         warn += [(ClipSpec(8, "EP07_01", [1, 5, 9], 1, 5, 9, "hapiness", "", noise_frames(14)), "unknown emotion")]
         valid.append("sub08/EP07_01")
     clips = c + [d for d, _ in dirt] + [w for w, _ in warn]
-    sheet = layouts.write_casme2(root, clips, sheet_version=sheet_version, cropped=cropped)
+    sheet = casme2.write(root, clips, sheet_version=sheet_version, cropped=cropped)
     if dirty:
-        base = root / ("Cropped-updated/Cropped" if cropped == "updated" else "Cropped" if cropped
-                       else "CASME2_RAW_selected")
-        corrupt(base / "sub07" / "EP05_01" / (("reg_img" if cropped else "img") + "5.jpg"))
+        corrupt(root / casme2.clip_folder(7, "EP05_01", cropped) / casme2.frame_name(5, cropped))
     rows = _rows(clips, 2)
     return FakeDataset("casme2", root, sheet, valid, {rows[id(d)]: r for d, r in dirt},
                        {rows[id(w)]: r for w, r in warn}, clips)
@@ -119,8 +118,8 @@ def fake_samm(root, *, preamble: bool = True, mixed_padding: bool = True, int_su
              "after offset"),
         ]
     clips = c + [d for d, _ in dirt]
-    sheet = layouts.write_samm(root, clips, preamble=preamble, padding=5)
-    rows = _rows(clips, 15 if preamble else 2)  # 13 preamble rows + header
+    sheet = samm.write(root, clips, preamble=preamble, padding=5)
+    rows = _rows(clips, len(samm.PREAMBLE) + 2 if preamble else 2)  # preamble rows + header
     return FakeDataset("samm", root, sheet, valid, {rows[id(d)]: r for d, r in dirt}, {}, clips)
 
 
@@ -147,10 +146,9 @@ def fake_smic(root, *, subject_style: str = "mixed", cropped: bool = False, dirt
         dirt[f"{subj(3)}_ne_02"] = "no frame images"
         c.append(ClipSpec(subj(3), f"{subj(3)}_po_02", [1, 2, 3], emotion="positive", frames=noise_frames(35)))
         dirt[f"{subj(3)}_po_02"] = "unreadable image"
-    base = layouts.write_smic(root, c, cropped=cropped)
+    smic.write(root, c, cropped=cropped)
     if dirty:
-        corrupt(base / subj(3) / "micro" / "positive" / f"{subj(3)}_po_02" /
-                f"{'reg_' if cropped else ''}image000001.bmp")
+        corrupt(root / smic.clip_folder(subj(3), f"{subj(3)}_po_02", "positive") / smic.frame_name(1, cropped))
     return FakeDataset("smic", root, None, valid, dirt, {}, c)
 
 
@@ -175,7 +173,7 @@ def fake_casme3(root, *, dirty: bool = True) -> FakeDataset:
             (ClipSpec("spNO.2", "a", [30, 31], 30, 31, 0, "anger", "", f), "offset is 0"),
         ]
     clips = c + [d for d, _ in dirt]
-    sheet = layouts.write_casme3(root, clips)
+    sheet = casme3.write(root, clips)
     rows = _rows(clips, 2)
     return FakeDataset("casme3", root, sheet, valid, {rows[id(d)]: r for d, r in dirt}, warnings, clips)
 
@@ -194,7 +192,7 @@ def fake_mmew(root, *, dirty: bool = True) -> FakeDataset:
         dirt = [(ClipSpec("S02", "S02-02-001", [1, 2, 3], 1, None, 3, "disgust", "", noise_frames(54)),
                  "apex is missing")]
     clips = c + [d for d, _ in dirt]
-    sheet = layouts.write_mmew(root, clips)
+    sheet = mmew.write(root, clips)
     rows = _rows(clips, 2)
     return FakeDataset("mmew", root, sheet, valid, {rows[id(d)]: r for d, r in dirt}, {}, clips)
 
@@ -211,7 +209,7 @@ def fake_folder(root, *, dirty: bool = True) -> FakeDataset:
     if dirty:
         dirt = [(ClipSpec("p2", "p2/take2", [1, 2, 3], 1, 7, 3, "sad", "", noise_frames(63)), "outside")]
     clips = c + [d for d, _ in dirt]
-    sheet = layouts.write_folder(root, clips)
+    sheet = folder.write(root, clips)
     rows = _rows(clips, 2)
     return FakeDataset("folder", root, sheet, valid, {rows[id(d)]: r for d, r in dirt}, {}, clips)
 
@@ -256,9 +254,9 @@ def realistic_casme2(root, frames_per_clip: int = 3) -> FakeDataset:
         per_subject[subject] = per_subject.get(subject, 0) + 1
         clips.append(ClipSpec(subject, f"EP{19 + per_subject[subject]:02d}_01f", _numbers(frames_per_clip),
                               10, 12, 14, emotion, "4", noise_frames(k % 7)))
-    sheet = layouts.write_casme2(root, clips)
-    return FakeDataset("casme2", Path(root), sheet, [f"sub{int(c.subject):02d}/{c.clip}" for c in clips], {}, {},
-                       clips)
+    sheet = casme2.write(root, clips)
+    return FakeDataset("casme2", Path(root), sheet, [f"{casme2.subject_id(c.subject)}/{c.clip}" for c in clips], {},
+                       {}, clips)
 
 
 def realistic_samm(root, frames_per_clip: int = 3) -> FakeDataset:
@@ -273,7 +271,7 @@ def realistic_samm(root, frames_per_clip: int = 3) -> FakeDataset:
         clips.append(ClipSpec(subject, f"{subject}_{per_subject[subject]}_1", _numbers(frames_per_clip, 1000),
                               1000, 1002, 1004, emotion, "4+7", noise_frames(k % 7, gray=True),
                               extras={"padding": 4 if s % 3 == 0 else 5}))
-    sheet = layouts.write_samm(root, clips, preamble=True)
+    sheet = samm.write(root, clips, preamble=True)
     return FakeDataset("samm", Path(root), sheet, [f"{c.subject}/{c.clip}" for c in clips], {}, {}, clips)
 
 
@@ -288,10 +286,11 @@ def realistic_smic(root, frames_per_clip: int = 3) -> FakeDataset:
         per[(n, emotion)] = per.get((n, emotion), 0) + 1
         clips.append(ClipSpec(f"s{n}", f"s{n}_{short[emotion]}_{per[(n, emotion)]:02d}",
                               _numbers(frames_per_clip, 60436), emotion=emotion, frames=noise_frames(k % 7)))
-    clips.append(ClipSpec("s5", "s5_ne_01", _numbers(frames_per_clip), emotion="non_micro", frames=noise_frames(0)))
-    layouts.write_smic(root, clips)
-    valid = [f"s{int(c.subject[1:]):02d}/s{int(c.subject[1:]):02d}{c.clip[len(c.subject):]}"
-             for c in clips if c.emotion != "non_micro"]
+    clips.append(ClipSpec("s5", "s5_ne_01", _numbers(frames_per_clip), emotion=smic.NON_MICRO,
+                          frames=noise_frames(0)))
+    smic.write(root, clips)
+    valid = [f"{smic.canonical_subject(c.subject)}/{smic.canonical_clip(c.clip)}"
+             for c in clips if c.emotion != smic.NON_MICRO]
     return FakeDataset("smic", Path(root), None, valid, {}, {}, clips)
 
 

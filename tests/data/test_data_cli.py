@@ -50,7 +50,8 @@ def test_index_renamed_column_is_one_line_error(tmp_path, cli):
 
 
 def test_index_empty_clip_and_corrupt_jpg_named_in_report(tmp_path, cli):
-    from micronbert.data.layouts import ClipSpec, write_folder
+    from micronbert.data.layouts import ClipSpec
+    from micronbert.data.readers.folder import write as write_folder
 
     write_folder(tmp_path, [ClipSpec("a", "c1", [1, 2, 3], 1, 2, 3, "x"),
                             ClipSpec("a", "c2", [], 1, 2, 3, "x"),
@@ -64,7 +65,8 @@ def test_index_empty_clip_and_corrupt_jpg_named_in_report(tmp_path, cli):
 
 
 def test_index_all_rows_dirty_is_an_error(tmp_path, cli):
-    from micronbert.data.layouts import ClipSpec, write_folder
+    from micronbert.data.layouts import ClipSpec
+    from micronbert.data.readers.folder import write as write_folder
 
     write_folder(tmp_path, [ClipSpec("a", "c1", [1, 2, 3], 1, None, 3, "x")])
     rc, _, err = cli(["index", "--dataset", "folder", "--root", tmp_path, "--out", tmp_path / "s.csv"])

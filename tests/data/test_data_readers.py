@@ -186,7 +186,8 @@ def test_casme3_shared_clips_gaps_and_case(indexed):
 
 
 def test_casme3_two_samples_with_one_onset_get_distinct_ids(tmp_path):
-    from micronbert.data.layouts import ClipSpec, write_casme3
+    from micronbert.data.layouts import ClipSpec
+    from micronbert.data.readers.casme3 import write as write_casme3
 
     frames = [1, 2, 3, 4, 5]
     write_casme3(tmp_path, [ClipSpec("spNO.3", "c", frames, 1, 2, 5, "happy"),

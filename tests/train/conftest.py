@@ -1,79 +1,10 @@
-"""A small synthetic recognition set with a learnable local-motion signal, built from real face photos.
-
-Each subject is one real face photo; each sample is that face with a small random crop/brightness
-change (onset) and the same face with a class-specific local warp (apex): class 0 raises both brows,
-class 1 pulls the mouth down, class 2 pulls the mouth corners apart (mirror-symmetric, like real ones). Only the onset→apex
-difference tells the classes apart; appearance (the subject) carries no label information.
-"""
+"""Fixtures of the training tests: the labelled motion pairs (micronbert.testing.pairs), the class list,
+and one torch thread."""
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 
-# Per class: local motions ((centre x, centre y) in [0, 1] face coordinates, (dx, dy) direction).
-# Mirror-symmetric, like real expressions, so a horizontal flip (a paired augmentation) keeps the label.
-_MOTIONS = [
-    [((0.33, 0.38), (0.0, -1.0)), ((0.67, 0.38), (0.0, -1.0))],   # brows raised
-    [((0.5, 0.75), (0.0, 1.0))],                                   # mouth pulled down
-    [((0.35, 0.72), (-1.0, 0.0)), ((0.65, 0.72), (1.0, 0.0))],     # mouth corners pulled apart
-]
-
-
-def _face_crops() -> list[np.ndarray]:
-    from micronbert.data.builtin import face_photos
-
-    photos = face_photos(required=False)
-    crops = []
-    for name in sorted(photos):
-        img = photos[name]
-        h, w = img.shape[:2]
-        side = min(h, w)
-        y0, x0 = (h - side) // 2, (w - side) // 2
-        crops.append(img[y0:y0 + side, x0:x0 + side])
-    return crops
-
-
-def _warp(img: np.ndarray, cls: int, amp: float) -> np.ndarray:
-    import cv2
-
-    h, w = img.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    sigma = 0.12 * w
-    mx, my = xx.copy(), yy.copy()
-    for (cx, cy), (dx, dy) in _MOTIONS[cls]:
-        bump = np.exp(-((xx - cx * w) ** 2 + (yy - cy * h) ** 2) / (2 * sigma ** 2))
-        # remap samples the source at (x - d): content moves by +d
-        mx -= amp * w * dx * bump
-        my -= amp * h * dy * bump
-    return cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
-def make_synthetic(size: int = 32, n_subjects: int = 6, per_class: int = 4, n_classes: int = 3,
-                   amp: float = 0.06, seed: int = 0, work: int = 128):
-    """(evaluation table, {sample_id: (onset, apex)}) with uint8 (size, size, 3) frames."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    crops = _face_crops()
-    rows, pairs = [], {}
-    for s in range(n_subjects):
-        base = cv2.resize(crops[s % len(crops)], (work + 16, work + 16), interpolation=cv2.INTER_AREA)
-        if s >= len(crops):  # more subjects than photos: mirror to make a different "person"
-            base = base[:, ::-1]
-        for c in range(n_classes):
-            for k in range(per_class):
-                ox, oy = rng.integers(0, 17, size=2)
-                face = base[oy:oy + work, ox:ox + work].astype(np.float32) * rng.uniform(0.85, 1.15)
-                face = np.clip(face, 0, 255).astype(np.uint8)
-                apex = _warp(face, c, amp * rng.uniform(0.8, 1.2))
-                small = lambda im: cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
-                sid = f"s{s:02d}/c{c}_{k}"
-                pairs[sid] = (small(face), small(apex))
-                rows.append({"dataset": "synth", "subject": f"s{s:02d}", "sample_id": sid, "onset": 0, "apex": 1,
-                             "label": c, "class_name": f"class{c}", "fold": f"synth/s{s:02d}",
-                             "source": f"synthetic:{len(rows) + 2}"})
-    return pd.DataFrame(rows), pairs
+from micronbert.testing.pairs import motion_pairs
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +15,7 @@ def synthetic():
     def build(**kw):
         key = tuple(sorted(kw.items()))
         if key not in cache:
-            table, pairs = make_synthetic(**kw)
+            table, pairs = motion_pairs(**kw)
             cache[key] = (table, pairs, lambda row: pairs[row["sample_id"]])
         return cache[key]
     return build

@@ -1,7 +1,10 @@
-"""Dataset readers: each turns a dataset exactly as it ships into the sample table
-(micronbert.data.samples.COLUMNS) plus a ValidationReport of every excluded/repaired/suspicious row.
+"""Dataset layouts: one module per dataset owns its folders, frame names and sheet columns, with a
+`read` that turns the dataset exactly as it ships into the sample table (micronbert.data.samples.COLUMNS)
+plus a ValidationReport of every excluded/repaired/suspicious row, and a `write` that lays clips out the
+same way (for test fixtures and the synthetic benchmark; see micronbert.data.layouts).
 
     READERS[name](root, annotations=None, report=None, **options) -> DataFrame
+    WRITERS[name](root, clips, **options) -> the sheet (SMIC: the HS folder)
     index_dataset(name, root, annotations=None, **options) -> (DataFrame, ValidationReport)
 
 Options (each reader takes the ones that apply to it):
@@ -25,6 +28,7 @@ Subject ids: CASME II "sub01", SAMM "006", SMIC "s01" (disk s1 or s01), CAS(ME)^
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -40,6 +44,14 @@ READERS: dict[str, Callable[..., pd.DataFrame]] = {
     "casme3": casme3.read,
     "mmew": mmew.read,
     "folder": folder.read,
+}
+WRITERS: dict[str, Callable[..., Path]] = {
+    "casme2": casme2.write,
+    "samm": samm.write,
+    "smic": smic.write,
+    "casme3": casme3.write,
+    "mmew": mmew.write,
+    "folder": folder.write,
 }
 
 

@@ -1,17 +1,19 @@
-"""CASME II: `CASME2_RAW_selected/sub01/EP02_01f/img46.jpg` or the official crops
-`Cropped/sub01/EP02_01f/reg_img46.jpg` (also `Cropped-updated/Cropped`), with one of the coding sheets
-(-20140508.xlsx, -20190701.xlsx, -updated.xlsx, _label_Ver_2.xls).
+"""CASME II's layout, read and written: `CASME2_RAW_selected/sub01/EP02_01f/img46.jpg` or the official
+crops `Cropped/sub01/EP02_01f/reg_img46.jpg` (also `Cropped-updated/Cropped`), with one of the coding
+sheets (-20140508.xlsx, -20190701.xlsx, -updated.xlsx, _label_Ver_2.xls).
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from micronbert.data.readers._common import (
-    Column, SampleBuilder, as_text, subject_clip_rows, check_variant, child_dirs, find_sheet, load_sheet, require_root, to_int,
-)
+from micronbert.data.layouts import ClipSpec, sheet_header, sheet_row, write_frames, write_xlsx
+from micronbert.data.readers._common import CROP_PREFIX, SampleBuilder, check_variant, child_dirs, find_sheet, \
+    require_root, subject_clip_rows
+from micronbert.data.readers._sheets import Column, as_text, load_sheet, to_int
 from micronbert.data.report import ValidationReport
 from micronbert.data.samples import make_table
 from micronbert.errors import MicronbertError
@@ -23,8 +25,10 @@ EMOTIONS = ("happiness", "disgust", "repression", "surprise", "others", "sadness
 SHEETS = ("CASME2-coding-20140508.xlsx", "CASME2-coding-20190701.xlsx", "CASME2-coding-updated.xlsx",
           "CASME2_label_Ver_2.xls")
 SHEET_GLOBS = ("CASME2*coding*.xls*", "*CASME2*label*.xls*", "CASME2*.xls*")
-RAW_DIRS = ("CASME2_RAW_selected/CASME2_RAW_selected", "CASME2_RAW_selected", "CASME2_RAW")
-CROPPED_DIRS = ("Cropped-updated/Cropped", "Cropped", "Cropped-updated", "CASME2_Cropped")
+RAW_DIR, CROPPED_DIR, UPDATED_CROPPED_DIR = "CASME2_RAW_selected", "Cropped", "Cropped-updated/Cropped"
+RAW_DIRS = (f"{RAW_DIR}/{RAW_DIR}", RAW_DIR, "CASME2_RAW")
+CROPPED_DIRS = (UPDATED_CROPPED_DIR, CROPPED_DIR, "Cropped-updated", "CASME2_Cropped")
+FRAME_NAME = "img{n}.jpg"   # crops: CROP_PREFIX + FRAME_NAME
 COLUMNS = [
     Column("subject", ("Subject",)),
     Column("filename", ("Filename", "File name")),
@@ -34,6 +38,10 @@ COLUMNS = [
     Column("aus", ("Action Units", "AU", "AUs"), required=False),
     Column("emotion", ("Estimated Emotion", "Emotion")),
 ]
+# The sheet as written: canonical columns (header text = the Column's first alias) and two unnamed ones.
+SHEET_LAYOUT = ("subject", "filename", None, "onset", "apex", "offset", None, "aus", "emotion")
+HEADER = sheet_header(COLUMNS, SHEET_LAYOUT)
+SHEET_VERSIONS = {"20140508": SHEETS[0], "20190701": SHEETS[1], "updated": SHEETS[2]}
 _SUBJECT_DIR = re.compile(r"^sub\d+$", re.IGNORECASE)
 
 
@@ -81,3 +89,35 @@ def read(root, annotations=None, report: ValidationReport | None = None, *, vari
     df = make_table(builder.rows)
     df.attrs.update(annotations=str(sheet_path), frames_root=str(base), variant=used)
     return df
+
+
+def frames_folder(cropped=False) -> str:
+    """Where `write` puts the sub01.. folders: raw frames, or cropped=True / "updated" for the crops."""
+    return UPDATED_CROPPED_DIR if cropped == "updated" else CROPPED_DIR if cropped else RAW_DIR
+
+
+def clip_folder(subject, clip: str, cropped=False) -> str:
+    """A clip's folder relative to the dataset root, as `write` lays it out."""
+    return f"{frames_folder(cropped)}/{subject_id(subject) or subject}/{clip}"
+
+
+def frame_name(number: int, cropped=False) -> str:
+    return (CROP_PREFIX if cropped else "") + FRAME_NAME.format(n=number)
+
+
+def write(root, clips: Sequence[ClipSpec], sheet_version: str = "20140508", cropped=False) -> Path:
+    """CASME2_RAW_selected/sub01/EP02_01f/img46.jpg, or with cropped=True Cropped/sub01/EP02_01f/reg_img46.jpg
+    (cropped="updated": Cropped-updated/Cropped/...), and the coding sheet CASME2-coding-<version>.xlsx
+    (header on row 1; the two unnamed columns stay blank)."""
+    root = Path(root)
+    if sheet_version not in SHEET_VERSIONS:
+        raise MicronbertError(f"CASME II sheet version must be one of {sorted(SHEET_VERSIONS)} (the .xls "
+                              f"'_label_Ver_2' sheet cannot be written without xlwt); got {sheet_version!r}")
+    rows = []
+    for clip in clips:
+        if clip.on_disk:
+            write_frames(root / clip_folder(clip.subject, clip.dir_name, cropped), clip,
+                         lambda n: frame_name(n, cropped))
+        if clip.in_sheet:
+            rows.append(sheet_row(clip, HEADER, COLUMNS, SHEET_LAYOUT))
+    return write_xlsx(root / SHEET_VERSIONS[sheet_version], HEADER, rows)

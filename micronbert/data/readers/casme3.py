@@ -1,4 +1,4 @@
-"""CAS(ME)^3 Part A: `part_A/spNO.1/b/color/166.jpg` (absolute frame numbers; frames can be missing
+"""CAS(ME)^3 Part A's layout, read and written: `part_A/spNO.1/b/color/166.jpg` (absolute frame numbers; frames can be missing
 inside a clip) and `cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx`.
 
 A clip folder holds a whole recording with several micro-expressions, so sample ids carry the onset
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from micronbert.data.readers._common import (
-    Column, SampleBuilder, as_text, child_dirs, find_sheet, load_sheet, match_dir, require_root, to_int,
-)
+from micronbert.data.layouts import ClipSpec, sheet_header, sheet_row, write_frames, write_xlsx
+from micronbert.data.readers._common import SampleBuilder, child_dirs, find_sheet, match_dir, require_root
+from micronbert.data.readers._sheets import Column, as_text, load_sheet, to_int
 from micronbert.data.report import ValidationReport
 from micronbert.data.samples import make_table
 from micronbert.errors import MicronbertError
@@ -32,11 +33,15 @@ COLUMNS = [
     Column("aus", ("AU", "Action Units", "AUs"), required=False),
     Column("emotion", ("emotion", "Estimated Emotion")),
 ]
+FRAMES_DIR = "part_A"
+FRAME_NAME = "{n}.jpg"
+SHEET_LAYOUT = ("subject", "filename", "onset", "apex", "offset", "aus", "Objective class", "emotion")
+HEADER = sheet_header(COLUMNS, SHEET_LAYOUT)
 _SUBJECT_DIR = re.compile(r"^spNO\.\d+$", re.IGNORECASE)
 
 
 def frames_root(root: Path) -> Path:
-    for d in (root / "part_A", root / "Part_A", root):
+    for d in (root / FRAMES_DIR, root / "Part_A", root):
         if d.is_dir() and any(_SUBJECT_DIR.match(p.name) for p in child_dirs(d)):
             return d
     raise MicronbertError(f"{root}: no CAS(ME)^3 subject folders found (expected part_A/spNO.1/a/color/...)")
@@ -66,7 +71,7 @@ def read(root, annotations=None, report: ValidationReport | None = None, *, apex
     report = report if report is not None else ValidationReport()
     root = require_root(root)
     sheet_path = Path(annotations) if annotations else find_sheet(
-        [root, root / "part_A", root.parent], SHEETS, SHEET_GLOBS, "CAS(ME)^3 part A")
+        [root, root / FRAMES_DIR, root.parent], SHEETS, SHEET_GLOBS, "CAS(ME)^3 part A")
     sheet = load_sheet(sheet_path, COLUMNS, anchors=("subject", "filename"))
     base = frames_root(root)
     builder = SampleBuilder(NAME, report, apex_policy, check_images, EMOTIONS)
@@ -90,3 +95,23 @@ def read(root, annotations=None, report: ValidationReport | None = None, *, apex
     df = make_table(builder.rows)
     df.attrs.update(annotations=str(sheet_path), frames_root=str(base))
     return df
+
+
+def clip_folder(subject, folder: str) -> str:
+    """A clip folder's frames relative to the dataset root, as `write` lays it out."""
+    return f"{FRAMES_DIR}/{subject}/{folder}/color"
+
+
+def write(root, clips: Sequence[ClipSpec]) -> Path:
+    """part_A/spNO.1/b/color/166.jpg and cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (header on row 1).
+    Clips sharing (subject, folder) share one folder: each writes its own frame numbers into it, so
+    leaving numbers out makes gaps."""
+    root = Path(root)
+    rows = []
+    for clip in clips:
+        if clip.on_disk:
+            write_frames(root / clip_folder(clip.subject, clip.folder or str(clip.clip).lower()), clip,
+                         lambda n: FRAME_NAME.format(n=n))
+        if clip.in_sheet:
+            rows.append(sheet_row(clip, HEADER, COLUMNS, SHEET_LAYOUT))
+    return write_xlsx(root / SHEETS[0], HEADER, rows)

@@ -16,14 +16,17 @@ with "/onsetN" appended when several rows share a clip folder.
 """
 from __future__ import annotations
 
+import csv
+import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from micronbert.data.readers._common import (
-    Column, SampleBuilder, as_text, find_sheet, load_sheet, require_root, to_int,
-)
+from micronbert.data.layouts import ClipSpec, sheet_header, sheet_row, write_frames
+from micronbert.data.readers._common import SampleBuilder, find_sheet, require_root
+from micronbert.data.readers._sheets import Column, as_text, load_sheet, to_int
 from micronbert.data.report import ValidationReport
 from micronbert.data.samples import make_table
 from micronbert.errors import MicronbertError
@@ -39,6 +42,8 @@ COLUMNS = [
     Column("emotion", ("label", "emotion", "estimated_emotion", "class")),
     Column("aus", ("aus", "au", "action_units"), required=False),
 ]
+SHEET_LAYOUT = ("subject", "clip", "onset", "apex", "offset", "emotion", "aus")
+HEADER = sheet_header(COLUMNS, SHEET_LAYOUT)
 
 
 def read(root, annotations=None, report: ValidationReport | None = None, *, dataset_name: str = NAME,
@@ -73,3 +78,24 @@ def read(root, annotations=None, report: ValidationReport | None = None, *, data
     df = make_table(builder.rows)
     df.attrs.update(annotations=str(sheet_path), frames_root=str(root))
     return df
+
+
+def write(root, clips: Sequence[ClipSpec], name_pattern: str = "img{n}.jpg") -> Path:
+    """<root>/<clip>/img46.jpg for each clip and <root>/annotations.csv with the columns
+    subject, clip, onset, apex, offset, label, aus (the generic `folder` reader's layout)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for clip in clips:
+        if clip.on_disk:
+            write_frames(root / clip.dir_name, clip, lambda n: name_pattern.format(n=n))
+        if clip.in_sheet:
+            rows.append(["" if v is None else v for v in sheet_row(clip, HEADER, COLUMNS, SHEET_LAYOUT)])
+    path = root / SHEETS[0]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path

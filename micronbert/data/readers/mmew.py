@@ -1,4 +1,4 @@
-"""MMEW (micro part): `MMEW/Micro_Expression/happiness/S01-01-001/1.jpg` (emotion folder first, frames
+"""MMEW's layout (micro part), read and written: `MMEW/Micro_Expression/happiness/S01-01-001/1.jpg` (emotion folder first, frames
 numbered from 1 within the clip) and `MMEW_Micro_Exp.xlsx`.
 
 The clip is looked up under the sheet's emotion folder (ignoring case); when it sits under another
@@ -7,12 +7,13 @@ emotion folder the sheet's label is kept and a warning names both.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from micronbert.data.readers._common import (
-    Column, SampleBuilder, as_text, child_dirs, find_sheet, load_sheet, match_dir, require_root, to_int,
-)
+from micronbert.data.layouts import ClipSpec, sheet_header, sheet_row, write_frames, write_xlsx
+from micronbert.data.readers._common import SampleBuilder, child_dirs, find_sheet, match_dir, require_root
+from micronbert.data.readers._sheets import Column, as_text, load_sheet, to_int
 from micronbert.data.report import ValidationReport
 from micronbert.data.samples import make_table
 from micronbert.errors import MicronbertError
@@ -30,10 +31,14 @@ COLUMNS = [
     Column("aus", ("Action Units", "AU", "AUs"), required=False),
     Column("emotion", ("Estimated Emotion", "Emotion")),
 ]
+FRAMES_DIR = "MMEW/Micro_Expression"
+FRAME_NAME = "{n}.jpg"   # numbered from 1 within the clip
+SHEET_LAYOUT = ("subject", "filename", "onset", "apex", "offset", "aus", "emotion", "remarks")
+HEADER = sheet_header(COLUMNS, SHEET_LAYOUT)
 
 
 def frames_root(root: Path) -> Path:
-    for d in (root / "MMEW" / "Micro_Expression", root / "Micro_Expression", root):
+    for d in (root / FRAMES_DIR, root / "Micro_Expression", root):
         if d.is_dir() and d.name.lower() == "micro_expression":
             return d
     raise MicronbertError(f"{root}: no MMEW Micro_Expression folder found "
@@ -83,3 +88,22 @@ def read(root, annotations=None, report: ValidationReport | None = None, *, apex
     df = make_table(builder.rows)
     df.attrs.update(annotations=str(sheet_path), frames_root=str(base))
     return df
+
+
+def clip_folder(emotion: str, clip: str) -> str:
+    """A clip's folder relative to the dataset root, as `write` lays it out (emotion folder first)."""
+    return f"{FRAMES_DIR}/{emotion}/{clip}"
+
+
+def write(root, clips: Sequence[ClipSpec]) -> Path:
+    """MMEW/Micro_Expression/<emotion>/S01-01-001/1.jpg (emotion folder first, or extras["emotion_folder"])
+    and MMEW_Micro_Exp.xlsx beside the MMEW folder (header on row 1)."""
+    root = Path(root)
+    rows = []
+    for clip in clips:
+        if clip.on_disk:
+            emotion_dir = str(clip.extras.get("emotion_folder", clip.emotion))
+            write_frames(root / clip_folder(emotion_dir, clip.dir_name), clip, lambda n: FRAME_NAME.format(n=n))
+        if clip.in_sheet:
+            rows.append(sheet_row(clip, HEADER, COLUMNS, SHEET_LAYOUT))
+    return write_xlsx(root / SHEETS[0], HEADER, rows)

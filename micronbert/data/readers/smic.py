@@ -1,4 +1,4 @@
-"""SMIC-HS: `HS/s1/micro/{negative,positive,surprise}/s1_ne_01/image060436.bmp` (official crops:
+"""SMIC-HS's layout, read and written: `HS/s1/micro/{negative,positive,surprise}/s1_ne_01/image060436.bmp` (official crops:
 `reg_image060436.bmp`). No sheet: the label is the folder, the clip spans onset..offset, and the apex is
 not annotated, so it is the middle listed frame (apex_source "middle"). `non_micro/` is ignored.
 
@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from micronbert.data.readers._common import SampleBuilder, check_variant, child_dirs, require_root
+from micronbert.data.layouts import ClipSpec, write_frames
+from micronbert.data.readers._common import CROP_PREFIX, SampleBuilder, check_variant, child_dirs, require_root
 from micronbert.data.report import ValidationReport
 from micronbert.data.samples import make_table
 from micronbert.errors import MicronbertError
 
 NAME = "smic"
 EMOTIONS = ("negative", "positive", "surprise")
-ROOT_DIRS = ("HS", "SMIC_all_raw/HS", "SMIC_all_cropped/HS", "SMIC/HS")
+FRAMES_DIR = "HS"
+FRAME_NAME = "image{n:06d}.bmp"   # crops: CROP_PREFIX + FRAME_NAME
+NON_MICRO = "non_micro"
+ROOT_DIRS = (FRAMES_DIR, "SMIC_all_raw/HS", "SMIC_all_cropped/HS", "SMIC/HS")
 _SUBJECT = re.compile(r"^s0*(\d+)", re.IGNORECASE)
 
 
@@ -72,3 +77,27 @@ def read(root, annotations=None, report: ValidationReport | None = None, *, vari
     df = make_table(builder.rows)
     df.attrs.update(frames_root=str(base), variant=variant)
     return df
+
+
+def clip_folder(subject, clip: str, emotion: str) -> str:
+    """A clip's folder relative to the dataset root, as `write` lays it out (emotion "non_micro": the
+    subject's non_micro/ folder)."""
+    kind = NON_MICRO if emotion == NON_MICRO else f"micro/{emotion}"
+    return f"{FRAMES_DIR}/{subject}/{kind}/{clip}"
+
+
+def frame_name(number: int, cropped: bool = False) -> str:
+    return (CROP_PREFIX if cropped else "") + FRAME_NAME.format(n=number)
+
+
+def write(root, clips: Sequence[ClipSpec], cropped: bool = False) -> Path:
+    """HS/s1/micro/<emotion>/s1_ne_01/image060436.bmp (cropped: reg_image060436.bmp). The emotion is the
+    folder (negative, positive, surprise, or "non_micro" to write HS/s1/non_micro/<clip>/); onset/apex/
+    offset are not written anywhere because SMIC has no sheet."""
+    root = Path(root)
+    for clip in clips:
+        if clip.on_disk:
+            write_frames(root / clip_folder(clip.subject, clip.dir_name, str(clip.emotion)), clip,
+                         lambda n: frame_name(n, cropped))
+    (root / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+    return root / FRAMES_DIR
