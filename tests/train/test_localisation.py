@@ -1,9 +1,13 @@
-"""Pretraining teaches the DMA diagonal to mark local change (issue: the release's maps lit up the whole face).
+"""The DMA change map finds where a real face moved (issue: the raw diagonal measured distinctiveness).
 
-Pairs differ only by a small smooth warp (≈2.5 px) around a random point of a real face. After a short
-pretraining through the real `pretrain()` path, the lowest DMA value of unseen pairs must fall in the
-warped region far more often than chance.
+Pairs differ only by a small smooth warp around a random point of a real face; both frames get
+independent pixel noise. The patch with the largest change (lowest diagonal) must lie in the moved
+region, at initialisation and after a short pretraining through the real `pretrain()` path. The
+paper's raw softmax diagonal (−log a_i), evaluated on the same weights, must fail the same test: it
+ranks patches by how distinctive they are, not by whether they moved.
 """
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -13,11 +17,12 @@ from micronbert.data.builtin import face_photos
 from micronbert.data.frames import write_image
 from micronbert.data.pairs import fit_square
 from micronbert.model.checkpoint import load_pretrained
-from micronbert.model.mubert import normalise_images
+from micronbert.model.mubert import MicronBertModel, normalise_images
 from micronbert.train.pretrain import pretrain
 
 SIZE, PATCH = 112, 8
 GRID = SIZE // PATCH
+AMP, NOISE = 1.5, 3.0  # a 1.5 px action, independent pixel noise σ = 3 on both frames
 
 
 def local_warp(img, rng, amp=2.5, sigma=6.0):
@@ -35,29 +40,56 @@ def local_warp(img, rng, amp=2.5, sigma=6.0):
     return out, moved.reshape(-1)
 
 
+def noisy(img, rng, sigma):
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8) if sigma else img
+
+
 @pytest.fixture(scope="module")
 def faces():
     return [fit_square(img, SIZE) for img in face_photos().values()]
 
 
-def argmin_hit_rate(model, faces, seed=123, n=48):
-    rng = np.random.default_rng(seed)
+@pytest.fixture(scope="module")
+def probe_pairs(faces):
+    rng = np.random.default_rng(123)
     a, b, masks = [], [], []
-    for _ in range(n):
+    for _ in range(48):
         img = faces[rng.integers(len(faces))]
-        warped, mask = local_warp(img, rng)
-        a.append(img)
-        b.append(warped)
+        warped, mask = local_warp(img, rng, amp=AMP)
+        a.append(noisy(img, rng, NOISE))
+        b.append(noisy(warped, rng, NOISE))
         masks.append(mask)
-    x, y = normalise_images(torch.from_numpy(np.stack(a))), normalise_images(torch.from_numpy(np.stack(b)))
-    dma = model.eval().maps(x, y)["dma_map"].reshape(n, -1).numpy()
-    masks = np.stack(masks)
-    hits = np.mean([masks[i][dma[i].argmin()] for i in range(n)])
-    return hits, masks.mean()
+    return (normalise_images(torch.from_numpy(np.stack(a))), normalise_images(torch.from_numpy(np.stack(b))),
+            np.stack(masks))
+
+
+def hit_rate(model, pairs, signal=None):
+    """Share of pairs whose largest change (lowest DMA value) lies in the moved region; `signal`
+    evaluates the same weights with another change signal (e.g. "paper")."""
+    if signal is not None:
+        model = copy.deepcopy(model)
+        model.dma.signal = signal
+    x, y, masks = pairs
+    dma = model.eval().maps(x, y)["dma_map"].reshape(len(x), -1).numpy()
+    return float(np.mean([masks[i][dma[i].argmin()] for i in range(len(x))])), float(masks.mean())
+
+
+def test_change_map_finds_the_moved_region_at_initialisation(probe_pairs):
+    torch.manual_seed(0)
+    model = MicronBertModel(preset("tiny"), with_decoder=False, with_agreement=False)
+    hits, chance = hit_rate(model, probe_pairs)
+    paper, _ = hit_rate(model, probe_pairs, "paper")
+    print(f"init: change-map maximum in the moved region {hits:.3f}, paper's −log a_i {paper:.3f} "
+          f"(chance {chance:.3f})")
+    assert chance < 0.06
+    # Measured 0.875-0.896 over init seeds 0-3 (a per-patch pixel difference scores 1.0 on these pairs:
+    # the random encoder's normalised tokens lose some SNR to the noise); pretraining lifts it (below).
+    assert hits >= 0.85, hits
+    assert paper < 0.5, paper
 
 
 @pytest.mark.slow
-def test_pretraining_makes_the_dma_minimum_find_the_moved_region(tmp_path, faces):
+def test_pretraining_sharpens_the_change_map(tmp_path, faces, probe_pairs):
     rng = np.random.default_rng(0)
     root = tmp_path / "pairs"
     for k in range(64):  # one two-frame clip per pair: frame 1 = face, frame 2 = locally warped face
@@ -65,11 +97,13 @@ def test_pretraining_makes_the_dma_minimum_find_the_moved_region(tmp_path, faces
         warped, _ = local_warp(img, rng)
         write_image(root / f"clip{k:03d}" / "img1.png", img)
         write_image(root / f"clip{k:03d}" / "img2.png", warped)
-    pcfg = PretrainConfig(steps=60, batch_size=4, warmup_steps=10, lr=3e-4, log_every=20, ckpt_every=1000, seed=0)
+    pcfg = PretrainConfig(steps=100, batch_size=4, warmup_steps=10, lr=3e-4, log_every=20, ckpt_every=1000, seed=0)
     torch.manual_seed(0)
     pretrain([str(root)], tmp_path / "run", preset("tiny"), pcfg, fps=30, show_progress=False)
     model, _ = load_pretrained(tmp_path / "run", with_decoder=False)
-    hits, chance = argmin_hit_rate(model, faces)
-    print(f"DMA argmin in the moved region: {hits:.3f} (chance {chance:.3f})")
-    assert chance < 0.06
-    assert hits >= 6 * chance, (hits, chance)
+    hits, chance = hit_rate(model, probe_pairs)
+    paper, _ = hit_rate(model, probe_pairs, "paper")
+    print(f"pretrained: change-map maximum in the moved region {hits:.3f}, paper's −log a_i {paper:.3f} "
+          f"(chance {chance:.3f})")
+    assert hits >= 0.9, hits
+    assert paper < 0.5, paper
