@@ -22,12 +22,12 @@ _NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last run of digits in the stem
 
 def frame_number(name: str) -> int | None:
     """The integer in a frame file name: img46.jpg -> 46, 006_05562.jpg -> 5562, reg_image060436.bmp -> 60436."""
-    m = _NUMBER.search(Path(name).stem)
+    m = _NUMBER.search(os.path.splitext(os.path.basename(name))[0])  # the stem (os.path: no Path per name)
     return int(m.group(1)) if m else None
 
 
 def is_image(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -77,8 +77,7 @@ def _numbered_by_columns(names: list[str]):
     first = names[0]
     if first.startswith(".") or not is_image(first):
         return None
-    stem = Path(first).stem
-    m = _NUMBER.search(stem)
+    m = _NUMBER.search(os.path.splitext(first)[0])
     if m is None or m.end() - m.start() > 18:  # int64
         return None
     p, w = m.start(), m.end() - m.start()
