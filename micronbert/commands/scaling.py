@@ -1,4 +1,10 @@
-"""`micronbert scaling`: UF1/UAR against the amount of pretraining data (nested fractions of a frame pool)."""
+"""`micronbert scaling`: UF1/UAR against the amount of pretraining data (nested fractions of a frame pool).
+
+Its pretraining flags are `micronbert pretrain`'s own group (commands._flags.add_pretrain_args) minus the
+budget and the seed (scaling's --steps/--epochs and its one --seed). Precedence, lowest first: those flags
+and their defaults, then the ablation switches of --model (--no-dma, --no-poi: they can only be turned on),
+then --pretrain-args, parsed by the same group over those values, so a flag given there wins.
+"""
 from __future__ import annotations
 
 HELP = ("pretraining-data scaling study: pretrain on nested fractions of the frames, evaluate each (and no "
@@ -21,7 +27,7 @@ def pretrain_switches(model: str) -> list[str]:
 
 
 def configure(p):
-    from micronbert.commands._flags import add_data_args, add_mode_args
+    from micronbert.commands._flags import add_data_args, add_mode_args, add_pretrain_args
 
     p.add_argument("--frames", nargs="+", required=True, metavar="PATH",
                    help="the pretraining pool: videos, frame folders, folders of those, or shard folders "
@@ -33,18 +39,15 @@ def configure(p):
                    help="pretrain: only the pretraining runs (e.g. under torchrun, one fraction per launch); "
                         "evaluate: only the evaluations (pretraining must be finished)")
     g = p.add_argument_group("pretraining (as `micronbert pretrain`)")
-    g.add_argument("--preset", default="tiny", help="model preset: small (official), tiny, test")
     budget = g.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None,
                         help="same steps: every fraction gets this many optimizer steps (default 1000)")
     budget.add_argument("--epochs", type=float, default=None,
                         help="same epochs: every fraction gets this many passes over its own anchor frames")
-    g.add_argument("--batch-size", type=int, default=16, help="global pairs per optimizer step")
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--warmup-steps", type=int, default=None)
-    g.add_argument("--fps", type=float, default=30.0, help="frame rate assumed for frame folders")
+    add_pretrain_args(g, budget=False, seed=False)
     g.add_argument("--pretrain-args", default="", metavar="'FLAGS'",
-                   help="further `micronbert pretrain` flags, quoted (e.g. '--poi dino --swap-ratio 0.3')")
+                   help="`micronbert pretrain` flags, quoted (e.g. '--poi dino --swap-ratio 0.3'); they win over "
+                        "the flags above")
     e = p.add_argument_group("evaluation (as `micronbert evaluate`)")
     add_data_args(e)
     add_mode_args(e)
@@ -63,23 +66,19 @@ def configure(p):
 
 
 def pretrain_setup(args):
-    """(model config, pretrain config) exactly as `micronbert pretrain` would build them from these flags."""
+    """(model config, pretrain config) exactly as `micronbert pretrain` would build them from these flags, in
+    the precedence of the module docstring."""
     import argparse
     import shlex
 
-    from micronbert.commands import pretrain as pretrain_cmd
+    from micronbert.commands._flags import add_pretrain_args, pretrain_configs
+    from micronbert.config import PretrainConfig
 
-    argv = ["--out", str(args.out), "--preset", args.preset, "--batch-size", str(args.batch_size),
-            "--seed", str(args.seed), "--fps", str(args.fps), "--steps", str(args.steps or 1000)]
-    if args.lr is not None:
-        argv += ["--lr", str(args.lr)]
-    if args.warmup_steps is not None:
-        argv += ["--warmup-steps", str(args.warmup_steps)]
-    argv += pretrain_switches(args.model) + shlex.split(args.pretrain_args or "")
     parser = argparse.ArgumentParser(prog="micronbert scaling --pretrain-args", add_help=False)
-    pretrain_cmd.configure(parser)
-    ns = parser.parse_args(argv)
-    return pretrain_cmd.pretrain_configs(ns)
+    add_pretrain_args(parser)
+    ours = {k: getattr(args, k) for k in vars(parser.parse_args([])) if hasattr(args, k)}
+    parser.set_defaults(**{**ours, "steps": args.steps or PretrainConfig().steps})
+    return pretrain_configs(parser.parse_args(pretrain_switches(args.model) + shlex.split(args.pretrain_args or "")))
 
 
 def make_evaluator(args, model_cfg):

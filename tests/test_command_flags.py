@@ -1,0 +1,34 @@
+"""The pretraining flag group is shared by `pretrain` and `scaling`: the same flags build the same configs,
+and scaling's precedence holds (its flags, then --model's switches, then --pretrain-args)."""
+from __future__ import annotations
+
+import pytest
+
+from micronbert.cli import build_parser
+from micronbert.commands._flags import pretrain_configs
+from micronbert.commands.scaling import pretrain_setup
+
+
+def _pretrain(*flags):
+    return pretrain_configs(build_parser().parse_args(["pretrain", "--out", "x", *flags]))
+
+
+def _scaling(*flags):
+    args = build_parser().parse_args(["scaling", "--frames", "f", "--out", "x", "--samples", "s.csv", *flags])
+    return pretrain_setup(args)
+
+
+def test_scaling_builds_the_configs_pretrain_builds_from_the_same_flags():
+    assert _scaling() == _pretrain()
+    flags = ("--preset", "test", "--batch-size", "8", "--lr", "0.001", "--warmup-steps", "3", "--fps", "25",
+             "--swap-ratio", "0.3", "--poi", "dino", "--no-swap")
+    assert _scaling(*flags, "--steps", "7", "--seed", "4") == _pretrain(*flags, "--steps", "7", "--seed", "4")
+
+
+def test_pretrain_args_win_and_model_switches_apply():
+    model_cfg, pcfg = _scaling("--lr", "0.002", "--steps", "9", "--pretrain-args", "--lr 0.005 --swap-ratio 0.2")
+    assert (pcfg.lr, pcfg.swap_ratio, pcfg.steps) == (0.005, 0.2, 9)
+    model_cfg, _ = _scaling("--model", "no-dma")
+    assert model_cfg.use_dma is False and model_cfg.use_poi is True
+    with pytest.raises(SystemExit):
+        _scaling("--pretrain-args", "--no-such-flag")
