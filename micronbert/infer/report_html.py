@@ -125,10 +125,8 @@ def load_run(folder, name: str | None = None, title: str | None = None) -> RunRe
 def load_runs(folders: Sequence) -> list[RunResults]:
     """Runs named after their folders; folders with the same name are told apart by their parents."""
     paths = [Path(f).parent if Path(f).name == "metrics.json" else Path(f) for f in folders]
-    names = [p.resolve().name for p in paths]
-    for i, p in enumerate(paths):
-        if names.count(names[i]) > 1:
-            names[i] = "/".join(p.resolve().parts[-2:])
+    short = [p.resolve().name for p in paths]
+    names = ["/".join(p.resolve().parts[-2:]) if short.count(n) > 1 else n for p, n in zip(paths, short)]
     seen: dict[str, int] = {}
     for i, n in enumerate(names):  # the same folder twice
         seen[n] = seen.get(n, 0) + 1

@@ -182,3 +182,17 @@ def test_two_runs_render_in_chromium_with_the_numbers_of_metrics_json(two_runs, 
     # the two runs differ somewhere, so a page showing one run's numbers twice would fail above
     assert any(metrics["run-a"][k] != metrics["run-b"][k] for k in ("uf1", "uar", "confusion")) or \
         folds["run-a"]["final_loss"].tolist() != folds["run-b"]["final_loss"].tolist()
+
+
+def test_runs_are_named_after_their_folders_and_told_apart(two_runs, tmp_path):
+    import shutil
+
+    from micronbert.infer.report_html import load_runs
+
+    root, folders = two_runs
+    for parent in ("x", "y"):
+        shutil.copytree(folders[0], tmp_path / parent / "results")
+    runs = load_runs([tmp_path / "x" / "results", tmp_path / "y" / "results" / "metrics.json", folders[1],
+                      folders[1]])
+    again = f"{folders[1].parent.name}/run-b"    # the same folder twice: numbered
+    assert [r.name for r in runs] == ["x/results", "y/results", again, f"{again} #2"]
