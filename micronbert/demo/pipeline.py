@@ -1,34 +1,34 @@
-"""The demo's stages, each a function over public commands and APIs, run in order by `run_demo`.
+"""The demo's stages, run in order by `run_demo`; each calls the library (micronbert.demo.steps: what the
+matching `micronbert` command does, with the demo's settings).
 
     synth     a CASME II-layout dataset from real built-in faces (micronbert.synth)
-    index     `micronbert index --strict` on it
-    prepare   `micronbert prepare` (whole clips: evaluation uses onset/apex, pretraining all frames)
-    pretrain  `micronbert faces` on the built-in face videos, then `micronbert pretrain` (tiny preset) on
-              those real face frames plus the aligned synthetic clips
-    evaluate  `micronbert evaluate` LOSO: μ-BERT, the no-DMA ablation, the optical-flow CNN, and μ-BERT on a
-              copy of the sample table whose labels are permuted (the label-shuffled control); run two at a
-              time with one thread each (two cores)
-    predict   `micronbert finetune` on all samples, then `micronbert predict` on a real face video
+    index     the sample table, strict: any report entry fails the stage (as `micronbert index --strict`)
+    prepare   aligned face cache (whole clips: evaluation uses onset/apex, pretraining all frames)
+    pretrain  aligned faces of the built-in face videos, then μ-BERT pretraining (tiny preset) on those
+              real face frames plus the aligned synthetic clips
+    evaluate  LOSO: μ-BERT, the no-DMA ablation, the optical-flow CNN, and μ-BERT on a copy of the sample
+              table whose labels are permuted (the label-shuffled control); a process pool of evaluation
+              functions, two at a time with one thread each (two cores)
+    predict   μ-BERT fine-tuned on all samples, then prediction on a real face video
     report    report.html (self-contained), metrics.json (μ-BERT's result, evaluate's format)
 
-A stage whose command is missing or fails is reported as unavailable and the rest still run.
+Each stage's own output goes to logs/<stage>.log (logs/evaluate-<run>.log per evaluation). A stage that
+fails is reported as unavailable and the rest still run.
 """
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from micronbert.demo import steps
 from micronbert.demo.results import RUNS, metrics_table, shuffled_runs
 
 FORMAT = "casme2"
-PROTOCOL = "megc2019"
 # Six clips per subject: two positive, two negative (one disgust, one repression), two surprise.
 CLASSES = ("happiness", "disgust", "surprise", "happiness", "repression", "surprise")
 
@@ -81,57 +81,48 @@ class Demo:
         self.prediction = self.out / "predict"
 
     # -- helpers -------------------------------------------------------------------------------------
-    def cli(self, *argv: str, quiet: bool = False) -> int:
-        """Run a micronbert command in this process (its output goes to the terminal unless quiet)."""
-        from contextlib import redirect_stderr, redirect_stdout
+    @contextmanager
+    def logged(self, name: str):
+        """While the with-block runs, its stdout/stderr go to logs/<name>.log; on an error the last lines are
+        shown."""
         import io
+        from contextlib import redirect_stderr, redirect_stdout
 
-        from micronbert.cli import main
-
-        argv = [str(a) for a in argv]
-        if not quiet:
-            return main(argv)
         buf = io.StringIO()
-        with redirect_stdout(buf), redirect_stderr(buf):
-            rc = main(argv)
-        (self.out / "logs").mkdir(parents=True, exist_ok=True)
-        log = self.out / "logs" / f"{argv[0]}.log"
-        with log.open("a") as fh:
-            fh.write(f"$ micronbert {' '.join(argv)}\n{buf.getvalue()}\n")
-        if rc != 0:
-            self.log(f"    micronbert {argv[0]} exited with {rc}; last lines of {log}:")
+        log = self.out / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with redirect_stdout(buf), redirect_stderr(buf):
+                yield
+        except Exception:
+            self.log(f"    {name} failed; last lines of {log}:")
             for line in buf.getvalue().strip().splitlines()[-5:]:
                 self.log(f"      {line}")
-        return rc
+            raise
+        finally:
+            with log.open("a") as fh:
+                fh.write(buf.getvalue())
 
+    @contextmanager
     def watch(self, status: Callable[[], str], every: float = 20.0):
         """While the with-block runs, print status() every `every` seconds (long in-process stages)."""
         import threading
-        from contextlib import contextmanager
 
-        @contextmanager
-        def ctx():
-            stop = threading.Event()
+        stop = threading.Event()
 
-            def loop():
-                while not stop.wait(every):
-                    try:
-                        self.log(f"    ... {status()}")
-                    except Exception:
-                        pass
-            t = threading.Thread(target=loop, daemon=True)
-            t.start()
-            try:
-                yield
-            finally:
-                stop.set()
-                t.join()
-        return ctx()
-
-    def has_command(self, name: str) -> bool:
-        import importlib.util
-
-        return importlib.util.find_spec(f"micronbert.commands.{name.replace('-', '_')}") is not None
+        def loop():
+            while not stop.wait(every):
+                try:
+                    self.log(f"    ... {status()}")
+                except Exception:
+                    pass
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join()
 
     def stage(self, name: str, fn: Callable[[], dict | None], needs: tuple[str, ...] = ()) -> StageResult:
         n = len(self.stages) + 1
@@ -166,25 +157,21 @@ class Demo:
                           f"people), amplitude {c.amplitude_px} px at 224 px", "summary": s}
 
     def do_index(self) -> dict:
-        rc = self.cli("index", "--dataset", FORMAT, "--root", self.data_root, "--out", self.samples, "--strict",
-                      quiet=True)
-        if rc != 0:
-            raise RuntimeError(f"index --strict exited with {rc} (see {self.samples.with_suffix('')}.report.csv)")
-        import pandas as pd
-
-        n = len(pd.read_csv(self.samples))
+        with self.logged("index"):
+            n = steps.index_strict(FORMAT, self.data_root, self.samples)
         return {"detail": f"{n} samples, strict check passed"}
 
     def do_prepare(self) -> dict:
-        rc = self.cli("prepare", "--samples", self.samples, "--out", self.cache, "--size", self.cfg.size, quiet=True)
-        if rc != 0:
-            raise RuntimeError(f"prepare exited with {rc}")
         from micronbert.faces.cache import FaceCache
 
+        with self.logged("prepare"):
+            steps.prepare_cache(self.samples, self.cache, self.cfg.size)
         n = len(FaceCache(self.cache).keys())
         return {"detail": f"{n} aligned clips of {self.cfg.size} px in {self.cache}"}
 
     def do_pretrain(self) -> dict:
+        import cv2
+
         from micronbert.data.builtin import face_videos
         from micronbert.faces.cache import FaceCache
 
@@ -195,10 +182,9 @@ class Demo:
             if video.name not in self.cfg.real_videos:
                 continue
             dst = frames / "real" / video.stem
-            if self.cli("faces", video, "--out", dst, "--size", self.cfg.size, quiet=True) == 0:
-                real.append(dst)
-        import cv2
-
+            with self.logged("faces"):
+                if steps.align_video(video, dst, self.cfg.size):
+                    real.append(dst)
         cache = FaceCache(self.cache)
         n_syn = 0
         for ds, sid in cache.keys():
@@ -218,14 +204,11 @@ class Demo:
             last = rows[-1]
             return f"pretrain step {last['step']}/{c.pretrain_steps}, loss {float(last['loss']):.3f}"
 
-        with self.watch(status):
-            rc = self.cli("pretrain", "--frames", *(real + [frames / "synthetic"]), "--out", self.pretrained,
-                          "--preset", "tiny", "--steps", c.pretrain_steps, "--batch-size", c.pretrain_batch,
-                          "--warmup-steps", max(1, c.pretrain_steps // 10),
-                          "--log-every", max(1, c.pretrain_steps // 30), "--ckpt-every", c.pretrain_steps,
-                          "--fps", 30, "--seed", c.seed, quiet=True)
-        if rc != 0 or not (self.pretrained / "model.safetensors").is_file():
-            raise RuntimeError(f"pretrain exited with {rc}")
+        with self.watch(status), self.logged("pretrain"):
+            steps.pretrain_tiny(real + [frames / "synthetic"], self.pretrained, c.pretrain_steps, c.pretrain_batch,
+                                c.seed)
+        if not (self.pretrained / "model.safetensors").is_file():
+            raise RuntimeError(f"pretraining wrote no {self.pretrained / 'model.safetensors'}")
         return {"detail": f"{c.pretrain_steps} steps × {c.pretrain_batch} pairs on {len(real)} real face videos "
                           f"+ {n_syn} synthetic clips"}
 
@@ -244,60 +227,49 @@ class Demo:
         write_samples(df, path)
         return path
 
-    def eval_argv(self, run: str) -> list[str]:
+    def eval_job(self, run: str) -> steps.EvalJob:
+        """One evaluation: the flow CNN trains from scratch for twice the epochs; the others start from the
+        pretrained μ-BERT (the shuffled control is μ-BERT on permuted labels)."""
         c = self.cfg
-        shuffled = run.startswith("shuffled")
-        samples = self._shuffled_samples(run) if shuffled else self.samples
-        model = "micronbert" if shuffled else run
-        argv = ["evaluate", "--samples", str(samples), "--protocol", PROTOCOL, "--cache", str(self.cache),
-                "--model", model, "--out", str(self.results / run), "--seed", str(c.seed), "--threads", "1",
-                "--overwrite"]
-        if run == "flow-cnn":
-            argv += ["--epochs", str(max(c.epochs * 2, 2))]
-        else:
-            argv += ["--init", str(self.pretrained), "--epochs", str(c.epochs)]
-            if c.freeze_encoder:
-                argv += ["--freeze-encoder"]
-        return argv
+        shuffled, flow = run.startswith("shuffled"), run == "flow-cnn"
+        return steps.EvalJob(run, "micronbert" if shuffled else run,
+                             self._shuffled_samples(run) if shuffled else self.samples, self.cache, self.results / run,
+                             None if flow else self.pretrained, max(c.epochs * 2, 2) if flow else c.epochs,
+                             c.freeze_encoder and not flow, c.seed, self.out / "logs" / f"evaluate-{run}.log")
 
     def do_evaluate(self) -> dict:
-        if not self.has_command("evaluate"):
-            raise RuntimeError("`micronbert evaluate` is not available in this installation")
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
         shutil.rmtree(self.results, ignore_errors=True)
         self.results.mkdir(parents=True)
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "MICRONBERT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-        queue = [r for r in RUNS if r != "shuffled"] + shuffled_runs(self.cfg.shuffles)
-        running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+        jobs = [self.eval_job(r) for r in [r for r in RUNS if r != "shuffled"] + shuffled_runs(self.cfg.shuffles)]
+        for job in jobs:
+            job.log.unlink(missing_ok=True)  # a run has started once its log exists
         done: dict[str, dict] = {}
         last_note = time.perf_counter()
-        while queue or running:
-            while queue and len(running) < max(1, self.cfg.parallel):
-                run = queue.pop(0)
-                log = open(self.out / "logs" / f"evaluate-{run}.log", "w")
-                proc = subprocess.Popen([sys.executable, "-m", "micronbert", *self.eval_argv(run)], stdout=log,
-                                        stderr=subprocess.STDOUT, env=env)
-                running[run] = (proc, time.perf_counter(), log)
-            time.sleep(0.5)
-            for run, (proc, t0, log) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                log.close()
-                del running[run]
-                m = self.results / run / "metrics.json"
-                if proc.returncode == 0 and m.is_file():
-                    met = json.loads(m.read_text())
-                    done[run] = {"ok": True, "seconds": time.perf_counter() - t0, "uf1": met["uf1"], "uar": met["uar"]}
-                    self.log(f"    {run}: UF1 {met['uf1']:.3f} UAR {met['uar']:.3f} "
-                             f"({time.perf_counter() - t0:.0f} s)")
-                else:
-                    done[run] = {"ok": False, "seconds": time.perf_counter() - t0}
-                    self.log(f"    {run}: failed (exit {proc.returncode}, see logs/evaluate-{run}.log)")
-            if running and time.perf_counter() - last_note > 20:
-                last_note = time.perf_counter()
-                state = ", ".join(f"{r} {len(list((self.results / r / 'folds').glob('*.json')))} folds"
-                                  for r in running)
-                self.log(f"    ... {state} done")
+        # spawn: fresh processes, whose torch reads the one-thread setting before it starts its thread pools
+        with ProcessPoolExecutor(max(1, self.cfg.parallel), multiprocessing.get_context("spawn"),
+                                 initializer=steps.one_thread) as pool:
+            pending = {pool.submit(steps.evaluate_run, job): job for job in jobs}
+            while pending:
+                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    run = pending.pop(fut).run
+                    try:
+                        done[run] = fut.result()
+                        self.log(f"    {run}: UF1 {done[run]['uf1']:.3f} UAR {done[run]['uar']:.3f} "
+                                 f"({done[run]['seconds']:.0f} s)")
+                    except Exception as exc:  # one failed run must not stop the others
+                        done[run] = {"ok": False}
+                        self.log(f"    {run}: failed ({type(exc).__name__}: {exc}; see logs/evaluate-{run}.log)")
+                running = [job.run for job in pending.values() if job.log.exists()]
+                if running and time.perf_counter() - last_note > 20:
+                    last_note = time.perf_counter()
+                    state = ", ".join(f"{r} {len(list((self.results / r / 'folds').glob('*.json')))} folds"
+                                      for r in running)
+                    self.log(f"    ... {state} done")
         if not done.get("micronbert", {}).get("ok"):
             raise RuntimeError("the μ-BERT evaluation failed (see logs/evaluate-micronbert.log)")
         shutil.copyfile(self.results / "micronbert" / "metrics.json", self.out / "metrics.json")
@@ -308,31 +280,19 @@ class Demo:
     def do_predict(self) -> dict:
         from micronbert.data.builtin import face_videos
 
-        if not (self.has_command("finetune") and self.has_command("predict")):
-            raise RuntimeError("`micronbert finetune`/`predict` are not available in this installation")
         c = self.cfg
         shutil.rmtree(self.classifier, ignore_errors=True)
-        argv = ["finetune", "--samples", self.samples, "--protocol", PROTOCOL, "--cache", self.cache,
-                "--model", "micronbert", "--init", self.pretrained, "--epochs", c.epochs, "--seed", c.seed,
-                "--out", self.classifier]
-        if c.freeze_encoder:
-            argv.append("--freeze-encoder")
-        if self.cli(*argv, quiet=True) != 0:
-            raise RuntimeError("finetune failed")
+        with self.logged("finetune"):
+            steps.finetune_all(self.samples, self.cache, self.pretrained, self.classifier, c.epochs,
+                               c.freeze_encoder, c.seed)
         video = next((v for v in face_videos() if v.name == "single_face.mp4"), None)
         if video is None:
             raise RuntimeError("the built-in face video single_face.mp4 is missing")
         shutil.rmtree(self.prediction, ignore_errors=True)
-        argv = ["predict", video, "--weights", self.classifier, "--out", self.prediction]
-        if c.predict_max_frames:
-            argv += ["--max-frames", c.predict_max_frames]
-        if self.cli(*argv, quiet=True) != 0:
-            raise RuntimeError("predict failed")
-        import pandas as pd
-
-        table = pd.read_csv(self.prediction / "predictions.csv")
+        with self.logged("predict"):
+            table = steps.predict_video(self.classifier, video, self.prediction, c.predict_max_frames)
         first = (f"{len(table)} interval(s); first: frames {table.iloc[0]['onset']}-{table.iloc[0]['offset']} -> "
-                 f"{table.iloc[0]['label']} ({table.iloc[0]['confidence']:.2f})") if len(table) else "no interval"
+                 f"{table.iloc[0]['label']} ({table.iloc[0]['confidence']:.2f})")
         return {"detail": f"{video.name}: {first}", "video": str(video)}
 
     def do_report(self) -> dict:
