@@ -1,0 +1,348 @@
+"""Benchmark: does μ-BERT see micro-motion? The MEGC2019 composite LOSO on a hard synthetic benchmark.
+
+Data: `micronbert synth` in all three layouts (CASME II, SAMM, SMIC-HS), --subjects each, one tiny facial
+action per clip (--amplitude px at the 224-px face scale), distractions on (head drift, lighting, noise,
+compression, blinks) -> `index --strict` -> `prepare --size 112` (one shared face cache).
+Pretraining (label-free, transductive: the frames of every clip of the benchmark, evaluation subjects
+included; no labels are read): `micronbert pretrain --frames <cache>` twice, with our formulation
+(defaults) and the paper's (--dma-temperature 0 --identity-weight 0).
+Evaluation: `micronbert evaluate --protocol megc2019` (LOSO over all subjects of the three layouts) with a
+fixed number of epochs (no per-subject selection), the CPU recipe (--freeze-encoder: cached augmented
+views, the last block, DMA and head train), for every method below and every --seeds entry:
+    micronbert       ours, pretrained
+    no-dma           plain cross-attention instead of DMA (the head never sees the diagonal)
+    no-poi           no PoI gating
+    no-registration  apex not registered onto the onset
+    no-pretrain      random encoder
+    paper            the paper's formulation, on the paper-pretrained encoder
+    flow-cnn         the optical-flow baseline (its own recipe)
+    shuffled         ours on labels permuted across samples (class counts kept): must sit at chance
+Prints one JSON object (mean ± sd of UF1/UAR per method).
+
+`--probe` instead measures the change signals and the PoI map on real faces (no training unless
+--probe-weights): for pairs that differ by a local warp (tests/train/test_localisation.py's), the share of
+pairs whose largest change lies in the moved region for the paper's −log a_i, the relative and the
+cosine signal, on the same weights; r between the paper's map of a moved pair and of an unmoved pair; and
+for aligned faces the share of PoI saliency mass inside the 68-landmark hull and the effective number
+of patches (1 / Σ s²) per softmax temperature.
+
+    python benchmarks/motion.py                                    # the full setting (hours on 2 busy cores)
+    python benchmarks/motion.py --subjects 4 --clips 4 --seeds 0 --epochs 10 --pretrain-steps 100   # quick
+    python benchmarks/motion.py --probe [--probe-weights PRETRAINED_DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, git_commit, machine  # noqa: E402
+
+FORMATS = ("casme2", "samm", "smic")
+METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-pretrain", "paper", "flow-cnn", "shuffled")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--subjects", type=int, default=12, help="subjects per layout")
+    p.add_argument("--clips", type=int, default=9, help="clips per subject")
+    p.add_argument("--frames", type=int, default=10, help="frames per clip")
+    p.add_argument("--amplitude", type=float, default=1.5, help="action amplitude in px at 224")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=30, help="μ-BERT epochs (flow-cnn: its own recipe's 40)")
+    p.add_argument("--pretrain-steps", type=int, default=300,
+                   help="0: no pretraining, every μ-BERT row uses the same random encoder (the no-pretrain row "
+                        "is then the micronbert row and is skipped; paper = the paper's formulation on it)")
+    p.add_argument("--pretrain-batch", type=int, default=16)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--work", default=None, help="working folder (default: a temporary one); reused when present")
+    p.add_argument("--probe", action="store_true", help="measure the change signals and PoI only (see above)")
+    p.add_argument("--probe-weights", default=None, help="--probe: a pretrained folder (default: init, seeds 0-2)")
+    p.add_argument("--overlap-only", action="store_true",
+                   help="only the change-map overlap with the synthetic actions on an existing --work folder")
+    args = p.parse_args()
+    if args.probe:
+        emit(probe(args.probe_weights))
+        return
+
+    import cv2
+
+    from micronbert.cli import main as cli
+
+    cv2.setNumThreads(1)
+    work = Path(args.work or tempfile.mkdtemp(prefix="mb-motion-bench-"))
+    if args.overlap_only:
+        emit(change_overlap(work, work / "pretrained_ours" if (work / "pretrained_ours" / "model.safetensors").is_file()
+                            else None))
+        return
+    t0 = time.time()
+    samples = []
+    for i, fmt in enumerate(FORMATS):
+        root = work / fmt
+        csv = work / f"samples_{fmt}.csv"
+        if not csv.is_file():
+            _run(cli, ["synth", "--format", fmt, "--out", str(root), "--subjects", str(args.subjects),
+                       "--clips-per-subject", str(args.clips), "--frames", str(args.frames),
+                       "--amplitude-px", str(args.amplitude), "--seed", str(100 + i)])
+            _run(cli, ["index", "--dataset", fmt, "--root", str(root), "--out", str(csv), "--strict"])
+        samples.append(str(csv))
+    cache = work / "cache"
+    if not (cache / ".prepared").is_file():
+        _run(cli, ["prepare", "--samples", *samples, "--out", str(cache), "--size", "112"])
+        (cache / ".prepared").write_text("ok")
+    data_s = time.time() - t0
+    inits = {}
+    pre_s = {}
+    for name, extra in (("ours", []), ("paper", ["--dma-temperature", "0", "--identity-weight", "0"])):
+        if args.pretrain_steps == 0:
+            break
+        if not any(m in args.methods for m in (("paper",) if name == "paper" else
+                                               ("micronbert", "no-dma", "no-poi", "no-registration", "shuffled"))):
+            continue
+        out = work / f"pretrained_{name}"
+        t = time.time()
+        if not (out / "model.safetensors").is_file():
+            _run(cli, ["pretrain", "--frames", str(cache), "--out", str(out), "--preset", "tiny",
+                       "--steps", str(args.pretrain_steps), "--batch-size", str(args.pretrain_batch),
+                       "--warmup-steps", str(max(1, args.pretrain_steps // 10)), "--ckpt-every",
+                       str(args.pretrain_steps), "--fps", "30", "--seed", "0", *extra])
+        inits[name], pre_s[name] = out, round(time.time() - t, 1)
+    shuffled = _shuffled(samples, work)
+    results = {}
+    methods = [m for m in args.methods if not (args.pretrain_steps == 0 and m == "no-pretrain")]
+    for method in methods:
+        runs = []
+        for seed in args.seeds:
+            res = work / "runs" / f"{method}-seed{seed}"
+            argv = ["evaluate", "--samples", *(shuffled if method == "shuffled" else samples), "--protocol",
+                    "megc2019", "--cache", str(cache), "--seed", str(seed), "--threads", "1", "--out", str(res)]
+            if method == "flow-cnn":
+                argv += ["--model", "flow-cnn"]
+            else:
+                argv += ["--model", "micronbert" if method == "shuffled" else method, "--freeze-encoder",
+                         "--epochs", str(args.epochs)]
+                if method != "no-pretrain" and inits:
+                    argv += ["--init", str(inits["paper" if method == "paper" else "ours"])]
+            t = time.time()
+            if not (res / "metrics.json").is_file():
+                _run(cli, argv)
+            m = json.loads((res / "metrics.json").read_text())
+            runs.append({"seed": seed, "uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"],
+                         "n_samples": m["n_samples"], "n_folds": m["n_folds"], "seconds": round(time.time() - t, 1)})
+            print(f"{method} seed {seed}: UF1 {m['uf1']:.3f} UAR {m['uar']:.3f} ({time.time() - t:.0f} s)",
+                  file=sys.stderr)
+        results[method] = {**{f"{k}_{s}": round(f(r[k] for r in runs), 4) for k in ("uf1", "uar")
+                              for s, f in (("mean", statistics.mean), ("sd", _sd))}, "runs": runs}
+    emit({"benchmark": "motion", "commit": git_commit(), "machine": machine(), "work": str(work),
+          "setting": {"layouts": list(FORMATS), "subjects_per_layout": args.subjects, "clips_per_subject": args.clips,
+                      "frames": args.frames, "amplitude_px224": args.amplitude, "distractions": True,
+                      "face_px": 112, "protocol": "megc2019", "mubert_recipe": "frozen (CPU): cached views",
+                      "epochs": args.epochs, "seeds": args.seeds, "pretrain_steps": args.pretrain_steps,
+                      "pretrain_batch": args.pretrain_batch,
+                      "pretrain_frames": ("none: random encoder (seeded) for every μ-BERT row" if not inits else
+                                          "transductive: every clip of the benchmark, labels unused")},
+          "chance_uf1": "≈ 1/3 (3 classes; the shuffled row is the measured chance)",
+          "seconds": {"data": round(data_s, 1), "pretrain": pre_s}, "results": results,
+          "change_overlap": change_overlap(work, inits.get("ours"))})
+
+
+def probe(weights: str | None, n: int = 64) -> dict:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
+    from test_localisation import SIZE, local_warp, noisy  # the localisation test's own pairs
+
+    from micronbert.config import preset
+    from micronbert.data.builtin import face_photos
+    from micronbert.data.pairs import fit_square
+    from micronbert.model.checkpoint import load_pretrained
+    from micronbert.model.mubert import MicronBertModel, normalise_images
+
+    torch.set_num_threads(1)
+    faces = [fit_square(img, SIZE) for img in face_photos().values()]
+
+    def pairs(amp, sigma, seed=123):
+        rng = np.random.default_rng(seed)
+        a, b, m = [], [], []
+        for _ in range(n):
+            img = faces[rng.integers(len(faces))]
+            w, mask = local_warp(img, rng, amp=amp)
+            a.append(noisy(img, rng, sigma))
+            b.append(noisy(w, rng, sigma))
+            m.append(mask)
+        return (normalise_images(torch.from_numpy(np.stack(a))), normalise_images(torch.from_numpy(np.stack(b))),
+                np.stack(m))
+
+    @torch.no_grad()
+    def signals(model, x, y):
+        tok_x, tok_y = model.encode_pair(x, y)
+        dma = model.dma
+        maps = {}
+        for name in ("paper", "relative", "cosine"):
+            dma.signal = name
+            maps[name] = -torch.log(dma(tok_y[:, 1:], tok_x[:, 1:], tok_x[:, 1:])[1].clamp_min(1e-30))
+        dma.signal = "paper"
+        unmoved = -torch.log(dma(tok_x[:, 1:], tok_x[:, 1:], tok_x[:, 1:])[1].clamp_min(1e-30))
+        return maps, unmoved
+
+    models = {}
+    if weights:
+        models["pretrained"], _ = load_pretrained(weights, with_decoder=False)
+    else:
+        for seed in (0, 1, 2):
+            torch.manual_seed(seed)
+            models[f"init_seed{seed}"] = MicronBertModel(preset("tiny"), with_decoder=False, with_agreement=False)
+    out = {"n_pairs": n, "face_px": SIZE, "signals": {}, "poi": {}}
+    for label, model in models.items():
+        model.eval()
+        row = {}
+        for setting, amp, sigma in (("1px", 1.0, 0), ("1.5px_noise3", 1.5, 3), ("2.5px", 2.5, 0)):
+            x, y, m = pairs(amp, sigma)
+            maps, unmoved = signals(model, x, y)
+            row[setting] = {k: round(float(np.mean([m[i][v[i].argmax()] for i in range(n)])), 3)
+                            for k, v in ((k, v.numpy()) for k, v in maps.items())}
+            row[setting]["r_paper_moved_vs_unmoved"] = round(float(np.corrcoef(maps["paper"].numpy().ravel(),
+                                                                             unmoved.numpy().ravel())[0, 1]), 4)
+            row[setting]["chance"] = round(float(m.mean()), 3)
+        out["signals"][label] = row
+        out["poi"][label] = _poi_stats(model)
+    return out
+
+
+def _poi_stats(model) -> dict:
+    """PoI saliency on aligned real faces: mass inside the 68-landmark hull, effective patches."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from micronbert.data.builtin import face_photos
+    from micronbert.faces import FaceAligner
+    from micronbert.model.mubert import normalise_images
+    from micronbert.model.poi import poi_saliency
+
+    size, patch = model.cfg.img_size, model.cfg.patch_size
+    g = size // patch
+    aligner = FaceAligner(size=size)
+    imgs, masks = [], []
+    for img in face_photos().values():
+        try:
+            face = aligner.align_image(img)
+        except Exception:  # a photo without a usable face is skipped
+            continue
+        hull = cv2.convexHull(face.landmarks_aligned.astype(np.float32)).astype(np.int32)
+        mask = np.zeros((size, size), np.uint8)
+        cv2.fillConvexPoly(mask, hull, 1)
+        masks.append(mask.reshape(g, patch, g, patch).mean(axis=(1, 3)).reshape(-1))
+        imgs.append(face.image)
+    masks = np.stack(masks)
+    with torch.no_grad():
+        tokens = model.encoder(normalise_images(torch.from_numpy(np.stack(imgs))))
+    res = {"faces": len(imgs), "hull_area_share": round(float(masks.mean()), 3)}
+    for tau in (0.1, 0.2, 0.5, 1.0):
+        s = poi_saliency(tokens, tau).numpy()
+        s = s / s.sum(1, keepdims=True)
+        res[f"tau_{tau:g}"] = {"mass_in_hull": round(float((s * masks).sum(1).mean()), 3),
+                               "effective_patches": round(float((1 / (s ** 2).sum(1)).mean()), 1),
+                               "max_over_min": round(float((s.max(1) / s.min(1)).mean()), 1)}
+    return res
+
+
+def change_overlap(work: Path, weights: Path | None) -> dict:
+    """Where do the change maps light up on the benchmark's clips? Per clip, the overlap of the k largest
+    change cells with the synthetic action's region (k = its size; the demo's measure), for the cosine and
+    the paper's DMA signal (same weights: `weights`, else a seed-0 random encoder), with and without
+    registration, and for the per-patch pixel difference |apex − onset|² of the registered pair."""
+    import numpy as np
+    import torch
+
+    from micronbert.config import preset
+    from micronbert.demo.report import overlap_stats
+    from micronbert.faces.cache import FaceCache
+    from micronbert.faces.register import register_pair
+    from micronbert.model.checkpoint import load_pretrained
+    from micronbert.model.mubert import MicronBertModel, normalise_images
+    from micronbert.synth import action_map, read_actions
+
+    torch.set_num_threads(1)
+    if weights:
+        model, _ = load_pretrained(weights, with_decoder=False)
+    else:
+        torch.manual_seed(0)
+        model = MicronBertModel(preset("tiny"), with_decoder=False, with_agreement=False)
+    model.eval()
+    cache = FaceCache(work / "cache")
+    rows: dict[str, list] = {}
+    for fmt in FORMATS:
+        for row in read_actions(work / fmt).itertuples():
+            if not cache.has(row.dataset, row.sample_id):
+                continue
+            clip = cache.load(row.dataset, row.sample_id)
+            onset, apex = clip.frame(int(row.onset)), clip.frame(int(row.apex))
+            registered, _ = register_pair(onset, apex, "translation")
+            g = model.cfg.grid
+            act = action_map(row.bumps, g, crop_size=clip.frames.shape[1], to_crop=np.asarray(clip.transform))
+            for reg_name, a in (("registered", registered), ("unregistered", apex)):
+                x = normalise_images(torch.from_numpy(np.stack([onset, a])))
+                with torch.no_grad():
+                    tok = model.encoder(x)
+                    for signal in ("cosine", "paper"):
+                        model.dma.signal = signal
+                        m = model.dma(tok[1:, 1:], tok[:1, 1:], tok[:1, 1:])[1][0].view(g, g).numpy()
+                        st = overlap_stats(-np.log(np.clip(m, 1e-30, None)), act)
+                        rows.setdefault(f"dma_{signal}_{reg_name}", []).append((st["overlap"], st["chance"]))
+            p = model.cfg.patch_size
+            diff = ((registered.astype(np.float64) - onset) ** 2).sum(-1).reshape(g, p, g, p).sum((1, 3))
+            st = overlap_stats(diff, act)
+            rows.setdefault("pixel_difference_registered", []).append((st["overlap"], st["chance"]))
+    model.dma.signal = model.cfg.dma_signal
+    return {"weights": str(weights) if weights else "random encoder (seed 0)", "clips": len(rows.get("dma_cosine_registered", [])),
+            **{k: {"overlap": round(float(np.nanmean([o for o, _ in v])), 3),
+                   "chance": round(float(np.nanmean([c for _, c in v])), 3)} for k, v in rows.items()}}
+
+
+def _sd(values) -> float:
+    values = list(values)
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _shuffled(samples: list[str], work: Path) -> list[str]:
+    """Copies of the sample tables with emotions permuted across all samples (class counts kept)."""
+    import numpy as np
+    import pandas as pd
+
+    from micronbert.data.samples import read_samples, write_samples
+
+    tables = [read_samples(s) for s in samples]
+    emotions = np.concatenate([t["emotion"].to_numpy() for t in tables])
+    emotions = emotions[np.random.default_rng(12345).permutation(len(emotions))]
+    out, start = [], 0
+    for s, t in zip(samples, tables):
+        t = t.copy()
+        t["emotion"] = emotions[start:start + len(t)]
+        start += len(t)
+        path = work / f"shuffled_{Path(s).name}"
+        write_samples(t, path)
+        out.append(str(path))
+    return out
+
+
+def _run(cli, argv):
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        rc = cli(argv)
+    if rc:
+        raise SystemExit(f"`micronbert {' '.join(argv)}` failed ({rc}):\n{buf.getvalue()[-3000:]}")
+
+
+if __name__ == "__main__":
+    main()
