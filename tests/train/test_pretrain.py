@@ -12,6 +12,7 @@ from micronbert.config import PretrainConfig, preset
 from micronbert.data.pairs import PairSchedule, discover_sources
 from micronbert.errors import MicronbertError
 from micronbert.train.pretrain import pretrain
+from torchrun_helper import run_torchrun
 
 
 def _log(out):
@@ -91,12 +92,8 @@ def test_sources_from_videos_folders_and_nested_folders(tmp_path, face_video, fa
 @pytest.mark.slow
 def test_two_process_gloo_ddp_pretraining(tmp_path, face_frames_dir):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MICRONBERT_PROGRESS": "0"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "micronbert",
-           "pretrain", "--preset", "test", "--frames", str(face_frames_dir), "--steps", "4", "--batch-size", "4",
-           "--log-every", "2", "--warmup-steps", "1", "--out", str(out), "--device", "cpu"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_torchrun(["pretrain", "--preset", "test", "--frames", str(face_frames_dir), "--steps", "4", "--batch-size",
+                  "4", "--log-every", "2", "--warmup-steps", "1", "--out", str(out), "--device", "cpu"])
     import json
 
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
