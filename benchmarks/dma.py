@@ -6,6 +6,8 @@ one forward+backward (see benchmarks/_common.py for how it is measured), batch -
 width --dim (the `small` preset's DMA: 1 head × 512), float32 on CPU, and bf16 as well on CUDA.
 Prints one JSON object; `speedup` = naive time ÷ ours at each N (higher is better).
 Usage: python benchmarks/dma.py [--quick] [--device cpu|cuda] [--ns 196 784 3136]
+This is the softmax diagonal of the `paper` and `relative` change signals; the default `cosine` signal
+(model/dma.py) takes no softmax over keys at all: O(N·d) time and memory.
 """
 from __future__ import annotations
 
