@@ -64,13 +64,25 @@ def save_model(out_dir: str | os.PathLike, state: dict[str, torch.Tensor], model
     return out_dir
 
 
+# Fields that changed meaning when they were introduced (issue 16): a config.json written before them
+# described the raw softmax diagonal, the mean-pooled head and no registration.
+_LEGACY_MODEL_FIELDS = {"dma_signal": "paper", "head": "paper", "registration": "none"}
+
+
+def model_config_from_dict(data: dict, where: str) -> ModelConfig:
+    """ModelConfig from a saved config.json's "model" section; older files keep their formulation."""
+    if "dma_signal" not in data:
+        data = {**data, **{k: v for k, v in _LEGACY_MODEL_FIELDS.items() if k not in data}}
+    return from_dict(ModelConfig, data, where)
+
+
 def load_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
     """(state dict, model config, the whole config.json) of a saved model."""
     weights, config = resolve_weights(path)
     data = read_config(config)
     if "model" not in data:
         raise MicronbertError(f"{config}: no 'model' section")
-    return load_weights(weights), from_dict(ModelConfig, data["model"], str(config)), data
+    return load_weights(weights), model_config_from_dict(data["model"], str(config)), data
 
 
 def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source,

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from micronbert.config import ModelConfig, from_dict, to_dict
+from micronbert.config import to_dict
 from micronbert.errors import MicronbertError
-from micronbert.model.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, load_state_checked, load_weights, read_config,
-                                         resolve_weights, save_weights)
+from micronbert.model.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, load_state_checked, load_weights,
+                                         model_config_from_dict, read_config, resolve_weights, save_weights)
 from micronbert.utils.io import atomic_write_json
 
 MODEL_TYPES = ("micronbert", "flow-cnn")
@@ -56,7 +56,7 @@ def build_classifier(config: dict, source: str) -> nn.Module:
     if model_type == "micronbert":
         from micronbert.model.heads import MicronBertClassifier
 
-        cfg = from_dict(ModelConfig, config["model"], source)
+        cfg = model_config_from_dict(config["model"], source)
         return MicronBertClassifier(cfg, n_classes, float(config.get("finetune", {}).get("dropout", 0.1)))
     if model_type == "flow-cnn":
         from micronbert.model.flow_cnn import FlowCNN, flow_config_from_saved

@@ -92,3 +92,21 @@ def test_head_is_selectable_and_the_paper_head_is_the_release_style_one():
     for head in ("grid", "paper"):
         out = _classifier(head=head).forward_all(onset, apex)
         assert out["logits"].shape == (2, 3) and out["dma_map"].shape == (2, 16)
+
+
+def test_a_config_saved_before_the_change_signal_existed_keeps_the_paper_formulation(tmp_path):
+    import json
+
+    from micronbert.config import to_dict
+    from micronbert.model.checkpoint import load_model_dir, save_model
+    from micronbert.model.mubert import MicronBertModel
+
+    cfg = preset("test", dma_cosine_temperature=0.0, dma_signal="paper")
+    save_model(tmp_path, MicronBertModel(cfg).state_dict(), cfg)
+    data = json.loads((tmp_path / "config.json").read_text())
+    for key in ("dma_signal", "head", "registration"):
+        del data["model"][key]  # as written by an older micronbert
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    _, old, _ = load_model_dir(tmp_path)
+    assert (old.dma_signal, old.head, old.registration) == ("paper", "paper", "none")
+    assert to_dict(preset("test"))["dma_signal"] == "cosine"  # new configs get the new default
