@@ -181,7 +181,6 @@ def check_fields(cfg, at_least_one=(), non_negative=(), positive=(), fractions=(
                 raise MicronbertError(f"{where}: {name} must be {text}, got {getattr(cfg, name)!r}")
 
 
-
 PRESETS: dict[str, dict[str, Any]] = {
     # The official configuration of the authors' release (mae_vit_small_patch8).
     "small": dict(img_size=224, patch_size=8, embed_dim=512, depth=4, num_heads=4, mlp_ratio=4.0, dma_heads=1,
