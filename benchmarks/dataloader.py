@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     from micronbert.data.builtin import face_videos
     from micronbert.data.frames import iter_video, write_image
     from micronbert.data.pairs import FrameStore, PairBatches, PairSchedule, discover_sources, fit_square
-    from micronbert.data.shards import ShardPairStream, write_shards
+    from micronbert.data.shard_stream import ShardPairStream
+    from micronbert.data.shards import write_shards
 
     size = 112 if args.quick else args.img_size
     n_batches = 4 if args.quick else args.batches

@@ -153,7 +153,8 @@ def old_index(n_frames: int) -> dict | None:
 
 
 def shard_resume(n_frames: int, shard_size: int = 1000) -> dict:
-    from micronbert.data.shards import FORMAT, MANIFEST, ShardPairStream
+    from micronbert.data.shard_stream import ShardPairStream
+    from micronbert.data.shards import FORMAT, MANIFEST
 
     tmp = tempfile.mkdtemp()
     n = n_frames // shard_size
@@ -203,7 +204,8 @@ def shard_supply(img_size: int = 224, batches: int = 12, batch: int = 64, rounds
     import cv2
 
     from micronbert.data.builtin import face_videos
-    from micronbert.data.shards import ShardPairStream, write_shards
+    from micronbert.data.shard_stream import ShardPairStream
+    from micronbert.data.shards import write_shards
 
     cv2.setNumThreads(1)
     tmp = tempfile.mkdtemp()

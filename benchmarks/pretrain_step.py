@@ -7,7 +7,7 @@ two are timed alternately so load from other processes hits both alike.
 Before timing, both compute the loss for the same weights and random draws: they must agree
 (`check.max_rel_diff`). Figures: pairs/s (median step time), peak extra memory of one step, achieved
 FLOP/s from the analytic FLOP count (pairs/s and FLOP/s from the fastest timed step: load from
-other processes only adds time; medians beside them) (micronbert.train.pretrain.pretrain_step_flops) and, on CUDA,
+other processes only adds time; medians beside them) (micronbert.model.flops.pretrain_step_flops) and, on CUDA,
 MFU against the device's bf16 peak. `speedup` = ours pairs/s ÷ reference pairs/s (float32 both);
 `speedup_cpu_bf16` uses our step under CPU bf16 autocast where the CPU has native bf16.
 Usage: python benchmarks/pretrain_step.py [--quick] [--preset small] [--batch 4] [--repeats 2] [--device cpu]
@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from micronbert.config import PretrainConfig, preset
     from micronbert.model.mubert import MicronBertModel, normalise_images
+    from micronbert.model.flops import device_peak_flops, pretrain_step_flops
     from micronbert.train import pretrain as P
     import reference_mubert as R
 
@@ -112,8 +113,8 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             run(fn)
             times[k].append(time.perf_counter() - t)
-    flops = P.pretrain_step_flops(cfg, pcfg, batch)
-    peak_flops = P.device_peak_flops(torch.cuda.get_device_name()) if dev.type == "cuda" else None
+    flops = pretrain_step_flops(cfg, pcfg, batch)
+    peak_flops = device_peak_flops(torch.cuda.get_device_name()) if dev.type == "cuda" else None
     results = {}
     for k, fn in variants.items():
         _, peak = C.peak_memory(lambda: run(fn), args.device)

@@ -43,7 +43,7 @@ def _decode(data: bytes):
 
 
 def ours(shards: str, frames: int, buffer: int) -> tuple[float, int]:
-    from micronbert.data.shards import ShardPairStream
+    from micronbert.data.shard_stream import ShardPairStream
 
     before = rss()
     it = iter(ShardPairStream([shards], batch=32, img_size=224, buffer=buffer))
@@ -76,7 +76,7 @@ def resume(shards: str, samples: int) -> dict:
     """Time to the first batch after `samples` consumed: ours by counts, webdataset by re-reading."""
     import webdataset as wds
 
-    from micronbert.data.shards import ShardPairStream
+    from micronbert.data.shard_stream import ShardPairStream
 
     batch = 32
     t0 = time.perf_counter()
@@ -98,7 +98,7 @@ def mixing(shards: str, batches: int = 12, batch: int = 32, buffer: int = 200) -
 
     import webdataset as wds
 
-    from micronbert.data.shards import ShardPairStream
+    from micronbert.data.shard_stream import ShardPairStream
 
     gen = ShardPairStream([shards], batch=batch, img_size=224, buffer=buffer).spec_batches()
     ours = [len({sp.source for sp in next(gen)}) for _ in range(batches)]

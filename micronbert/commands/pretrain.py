@@ -27,7 +27,8 @@ def configure(p):
 
 def run(args):
     from micronbert.data.builtin import face_videos
-    from micronbert.train.pretrain import frame_sources, pretrain
+    from micronbert.train.cache_sources import frame_sources
+    from micronbert.train.pretrain import pretrain
 
     frames = args.frames or [str(p) for p in face_videos()]
     model_cfg, pcfg = pretrain_configs(args)

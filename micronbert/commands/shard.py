@@ -26,7 +26,7 @@ def configure(p):
 
 def run(args):
     from micronbert.data.shards import write_shards
-    from micronbert.train.pretrain import frame_sources
+    from micronbert.train.cache_sources import frame_sources
 
     sources = frame_sources(args.frames, args.fps)  # face caches from `micronbert prepare`, else None
     m = write_shards(None if sources else args.frames, args.out, sources=sources, size=args.size,

@@ -2,6 +2,9 @@
 
 Images come back as RGB uint8 arrays of shape (H, W, 3); grayscale sources (SAMM) are replicated to
 three channels.
+
+Kept over 350 lines: image folders and videos are the two kinds of frame source and their callers
+(data, faces, synth, tests) take both from here; a video module would split one concept in two.
 """
 from __future__ import annotations
 

@@ -54,7 +54,8 @@ def align_video(video: Path, out: Path, size: int) -> bool:
 def pretrain_tiny(frames: list[Path], out: Path, steps: int, batch: int, seed: int, fps: float = 30.0) -> dict:
     """`micronbert pretrain --preset tiny`: every other setting at its config default."""
     from micronbert.config import PretrainConfig, preset
-    from micronbert.train.pretrain import frame_sources, pretrain
+    from micronbert.train.cache_sources import frame_sources
+    from micronbert.train.pretrain import pretrain
 
     paths = [str(p) for p in frames]
     pcfg = PretrainConfig(steps=steps, batch_size=batch, warmup_steps=max(1, steps // 10),

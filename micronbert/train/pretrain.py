@@ -4,13 +4,14 @@ Single process, or `torchrun --nproc_per_node N micronbert pretrain ...` (DDP, g
 GPU). `batch_size` is the global batch per optimizer step, split over ranks and accumulation steps, so
 the schedule (and a resume with a different number of ranks) does not depend on the hardware.
 `--frames` takes videos/frame folders (exact, world-size independent PairSchedule) or shard folders
-from `micronbert shard` (streamed, see micronbert/data/shards.py). Swap masks and crops are drawn per
+from `micronbert shard` (streamed, see micronbert/data/shard_stream.py). Swap masks and crops are drawn per
 global micro-batch, so 1 rank × accumulation 2 and 2 ranks × accumulation 1 train identically.
 
 Out folder:
     config.json, model.safetensors      the final model (what `--init`/`--weights` take)
     checkpoints/step-XXXXXXX/           model.safetensors, optimizer.pt (tensors only), state.json
     checkpoints/latest.json             pointer to the newest complete checkpoint (written last)
+                                        (written, checked and resumed by micronbert/train/checkpoints.py)
     log.csv                             every logged step: losses, lr, pairs/s
 """
 from __future__ import annotations
@@ -19,9 +20,7 @@ import contextlib
 import csv
 import io
 import itertools
-import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -32,13 +31,15 @@ from torch import nn
 
 from micronbert.config import ModelConfig, PretrainConfig, save_json, to_dict
 from micronbert.data.pairs import FrameStore, PairBatches, PairSchedule, discover_sources
-from micronbert.data.shards import ShardPairStream, is_shard_dir
+from micronbert.data.shard_stream import ShardPairStream
+from micronbert.data.shards import is_shard_dir
 from micronbert.errors import MicronbertError
-from micronbert.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_model_dir, load_weights, save_weights
+from micronbert.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_model_dir, save_weights
 from micronbert.model.mubert import MicronBertModel, normalise_images
 from micronbert.train import distributed as D
+from micronbert.train.checkpoints import resume_step, save_checkpoint
 from micronbert.train.schedule import param_groups, warmup_cosine
-from micronbert.utils.io import atomic_write_json, atomic_write_text
+from micronbert.utils.io import atomic_write_text
 from micronbert.utils.progress import progress
 
 LOG_FIELDS = ["step", "epoch", "lr", "loss", "loss_rec", "loss_rec_swapped", "loss_agg", "loss_identity", "pairs_per_s", "elapsed_s"]
@@ -134,93 +135,6 @@ def train_step(wrapped: nn.Module, model: MicronBertModel, optimizer, fa: torch.
     return totals
 
 
-def _checkpoint_candidates(out: Path) -> list[Path]:
-    """Checkpoints to try, best first: the one latest.json names, then every step-* folder, newest first
-    (latest.json may be missing, truncated, or name a deleted folder)."""
-    ckdir = out / "checkpoints"
-    found = sorted((p for p in ckdir.glob("step-*") if p.is_dir()), reverse=True)
-    try:
-        named = ckdir / json.loads((ckdir / "latest.json").read_text())["checkpoint"]
-        if named in found:
-            found.remove(named)
-            found.insert(0, named)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return found
-
-
-def _latest_checkpoint(out: Path) -> Path | None:
-    found = _checkpoint_candidates(out)
-    return found[0] if found else None
-
-
-def _load_checkpoint(out: Path, model: nn.Module, optimizer, device) -> tuple[Path, dict] | None:
-    """Load the newest checkpoint that loads completely (state, weights, optimizer); say which ones
-    were passed over and why. None when there is none; an error when all are unusable."""
-    tried = []
-    for path in _checkpoint_candidates(out):
-        try:
-            state = json.loads((path / "state.json").read_text())
-            weights = load_weights(path / WEIGHTS_NAME)
-            opt_state = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
-            model.load_state_dict(weights)
-            optimizer.load_state_dict(opt_state)
-            int(state["step"])
-        except Exception as exc:  # any damage means "not this one": try the next older checkpoint
-            tried.append(f"{path.name} ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})")
-            continue
-        if tried:
-            print(f"warning: unusable checkpoints skipped: {'; '.join(tried)}; resuming from {path.name}",
-                  file=sys.stderr)
-        return path, state
-    if tried:
-        raise MicronbertError(f"no usable checkpoint in {out / 'checkpoints'}: {'; '.join(tried)}")
-    return None
-
-
-# Pretraining settings that may change on resume: how the work is split and reported, not what is learnt.
-RESUMABLE_CHANGES = {"accum_steps", "num_workers", "log_every", "ckpt_every", "keep_checkpoints", "compile"}
-
-
-def settings_differences(state: dict, model_cfg: ModelConfig, pcfg: PretrainConfig, data_info: dict) -> list[str]:
-    """What differs between a checkpoint's run and this one (model, data, pretraining settings)."""
-    diffs = []
-    old, new = state.get("model") or {}, to_dict(model_cfg)
-    # a field missing from the checkpoint is one added to ModelConfig since: not a change of this run
-    diffs += [f"model.{k}: {old[k]!r} -> {new[k]!r}" for k in new if k in old and _norm(old[k]) != _norm(new[k])]
-    old, new = state.get("pretrain") or {}, to_dict(pcfg)
-    for k in new:
-        if k not in RESUMABLE_CHANGES and k in old and _norm(old[k]) != _norm(new[k]):
-            diffs.append(f"{k}: {old[k]!r} -> {new[k]!r}")
-    if "data" in state and _norm(state["data"]) != _norm(data_info):
-        diffs.append("data: other frames/shards than the run being resumed")
-    return diffs
-
-
-def _norm(v):
-    return json.loads(json.dumps(v))  # tuples and lists compare equal
-
-
-def _save_checkpoint(out: Path, step: int, model: nn.Module, optimizer, state: dict, keep: int) -> None:
-    ckdir = out / "checkpoints"
-    name = f"step-{step:07d}"
-    tmp = ckdir / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_weights(tmp / WEIGHTS_NAME, model.state_dict())
-    buf = io.BytesIO()
-    torch.save(optimizer.state_dict(), buf)
-    (tmp / "optimizer.pt").write_bytes(buf.getvalue())
-    atomic_write_json(tmp / "state.json", state)
-    final = ckdir / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)  # the folder appears complete or not at all
-    atomic_write_json(ckdir / "latest.json", {"checkpoint": name, "step": step})
-    done = sorted(p for p in ckdir.glob("step-*") if p.is_dir())
-    for old in done[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _rewrite_log(path: Path, upto_step: int) -> None:
     """On resume, drop log rows past the checkpoint (they will be logged again)."""
     if not path.is_file():
@@ -272,30 +186,8 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
         model.load_state_dict(state)
     step_module = PretrainStep(model, pcfg)
     optimizer = build_optimizer(model, pcfg, info.device)
-
-    start = 0
-    loaded = _load_checkpoint(out, model, optimizer, info.device) if resume else None
-    if loaded is not None:
-        latest, state = loaded
-        if "data" not in state and (out / "run.json").is_file():  # checkpoints written before state had it
-            try:
-                state["data"] = json.loads((out / "run.json").read_text()).get("data")
-            except (OSError, ValueError):
-                pass
-            if state.get("data") is None:
-                state.pop("data")
-        diffs = settings_differences(state, model_cfg, pcfg, data_info)
-        if diffs and not resume_force:
-            raise MicronbertError(f"cannot resume {latest}: this run differs ({'; '.join(diffs)}); use the "
-                                  f"same settings, another --out, or --resume-force to continue anyway")
-        if diffs and info.is_main:
-            print(f"warning: resuming with changed settings ({'; '.join(diffs)})", file=sys.stderr)
-        start = int(state["step"])
-    elif resume and info.is_main:
-        print(f"no checkpoint in {out / 'checkpoints'}; starting from step 0")
-    elif not resume and _latest_checkpoint(out) is not None:
-        raise MicronbertError(f"{out} already holds a pretraining run; pass --resume to continue it "
-                              f"or choose another --out")
+    start = resume_step(out, model, optimizer, info.device, model_cfg, pcfg, data_info, resume=resume,
+                        resume_force=resume_force, is_main=info.is_main)
 
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -369,7 +261,7 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
         interrupted = stop.agreed(info)
         if done % pcfg.ckpt_every == 0 or done == last_step or interrupted:
             if info.is_main:
-                _save_checkpoint(out, done, model, optimizer,
+                save_checkpoint(out, done, model, optimizer,
                                  {"step": done, "model": to_dict(model_cfg), "pretrain": to_dict(pcfg),
                                   "data": data_info, "world_size": info.world}, pcfg.keep_checkpoints)
             D.barrier(info)
@@ -423,146 +315,3 @@ class _StopSignals:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old = {}
-
-
-# -- `micronbert prepare` caches as pretraining sources -----------------------------------------------
-
-class CacheClip:
-    """Frames of one face-cache entry (aligned clip), read through the cache's public loader. Picklable:
-    DataLoader and shard-writer processes each keep their own most recent clip in memory."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._frames = None
-
-    def frame(self, t: int):
-        if self._frames is None:
-            from micronbert.faces.cache import FaceCache
-
-            self._frames = FaceCache.load_path(self.path).frames  # corrupt entries raise MicronbertError
-        if not 0 <= t < len(self._frames):
-            raise MicronbertError(f"frame {t} not in face cache entry {self.path}")
-        return self._frames[t]
-
-    def __getstate__(self):
-        return {"path": self.path, "_frames": None}
-
-
-def is_face_cache(path) -> bool:
-    from micronbert.faces.cache import FaceCache
-
-    cache = FaceCache(path)
-    return Path(path).is_dir() and (cache.settings() is not None or bool(cache.keys()))
-
-
-def face_cache_sources(path, fps: float) -> list:
-    """One source per cached clip of a `micronbert prepare` cache (frames in cached order)."""
-    from micronbert.data.pairs import FrameSource
-    from micronbert.faces.cache import FaceCache
-
-    cache = FaceCache(path)
-    out = []
-    for dataset, sample_id in cache.keys():
-        try:
-            meta = cache.meta(dataset, sample_id)
-        except Exception as exc:  # a damaged entry: skipped and reported, the rest still trains
-            print(f"warning: skipped face cache entry {cache.path(dataset, sample_id)}: {exc}", file=sys.stderr)
-            continue
-        n = int(meta.get("n_frames") or 0)
-        if n >= 2:
-            entry = str(cache.path(dataset, sample_id))
-            out.append(FrameSource("cache", Path(entry), float(meta.get("fps") or fps), n, reader=CacheClip(entry)))
-    if not out:
-        raise MicronbertError(f"face cache {path} holds no clip with at least 2 frames")
-    return out
-
-
-def frame_sources(paths, fps: float) -> list | None:
-    """FrameSources for face-cache folders among `paths` (None when none is a cache; then the paths are
-    videos/frame folders or shards); a cache mixed with other kinds of path is refused."""
-    caches = [p for p in paths if is_face_cache(p)]
-    if not caches:
-        return None
-    if len(caches) != len(paths):
-        raise MicronbertError("--frames: give either face caches (from `micronbert prepare`) or other paths, not both")
-    return [s for p in caches for s in face_cache_sources(p, fps)]
-
-
-# -- FLOPs and model FLOP utilisation ----------------------------------------------------------------
-
-# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) by device-name substring, most specific first.
-# MICRONBERT_PEAK_TFLOPS overrides (e.g. for a device missing here or a clock-limited part).
-BF16_PEAK_FLOPS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12),
-                   ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12),
-                   ("L4", 121e12), ("A10G", 70e12), ("A10", 125e12), ("RTX 4090", 165e12),
-                   ("RTX 3090", 71e12), ("A6000", 155e12)]
-
-
-def device_peak_flops(device_name: str) -> float | None:
-    env = os.environ.get("MICRONBERT_PEAK_TFLOPS")
-    if env:
-        return float(env) * 1e12
-    for key, peak in BF16_PEAK_FLOPS:
-        if key.lower() in device_name.lower():
-            return peak
-    return None
-
-
-def _vit_forward_flops(tokens: int, dim: int, depth: int, mlp_ratio: float) -> float:
-    hidden = int(dim * mlp_ratio)
-    per_block = (2 * tokens * dim * 3 * dim      # qkv
-                 + 2 * 2 * tokens * tokens * dim  # q kᵀ and attn · v
-                 + 2 * tokens * dim * dim         # output projection
-                 + 2 * 2 * tokens * dim * hidden)  # MLP
-    return depth * per_block
-
-
-def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> float:
-    """Model FLOPs of one pretraining step over `pairs` frame pairs, counted analytically: matrix
-    products only (norms, softmax, GELU and the optimizer are left out, as usual for MFU), backward =
-    2 × forward for trained parts, the EMA teacher forward only. The DMA counts what the naive N×N
-    version computes (our O(N)-memory version recomputes; recomputation is not useful work)."""
-    n, t, d = cfg.num_patches, cfg.num_patches + 1, cfg.embed_dim
-    embed = 2 * n * cfg.in_chans * cfg.patch_size ** 2 * d
-    enc = embed + _vit_forward_flops(t, d, cfg.depth, cfg.mlp_ratio)
-    dma, display = _dma_flops(cfg)
-    de = cfg.decoder_embed_dim
-    dec = 2 * t * d * de + _vit_forward_flops(t, de, cfg.decoder_depth, cfg.mlp_ratio) \
-        + 2 * t * de * cfg.patch_size ** 2 * cfg.in_chans
-    trained = 2 * enc + dma + dec  # Ĩ_t and I_{t+δ} through the student, DMA, decoder
-    no_input_grad = 0.0  # the patch embedding's input is an image: its backward has no input gradient
-    teacher = 0.0
-    if cfg.use_poi:
-        if cfg.poi_variant == "mse":
-            p = cfg.proj_dim
-            heads = 2 * (d * 2 * p + 2 * p * p) + 2 * (p * 2 * p + 2 * p * p)
-            trained += enc + heads
-            teacher = enc + heads / 2
-            no_input_grad = 3 * embed
-        else:
-            h, bn, o = cfg.dino_hidden_dim, cfg.dino_bottleneck_dim, cfg.dino_out_dim
-            head = 2 * (d * h + h * h + h * bn + bn * o)
-            small = max(cfg.patch_size, (cfg.img_size // 2) // cfg.patch_size * cfg.patch_size)
-            ns = (small // cfg.patch_size) ** 2
-            enc_small = 2 * ns * cfg.in_chans * cfg.patch_size ** 2 * d + _vit_forward_flops(ns + 1, d, cfg.depth,
-                                                                                            cfg.mlp_ratio)
-            trained += enc + head + pcfg.local_crops * (enc_small + head)
-            teacher = enc + head
-            no_input_grad = (3 + pcfg.local_crops) * embed
-    else:
-        no_input_grad = 2 * embed
-    return float(pairs * (3 * trained + teacher + display - no_input_grad))
-
-
-def _dma_flops(cfg: ModelConfig) -> tuple[float, float]:
-    """(trained, forward-only) matrix-product FLOPs of DMA for one pair. The change signal decides the
-    N×N work: "cosine" is exp((cos − 1)/τ) of each token with itself (no N×N product), "paper" one
-    softmax diagonal (the naive QKᵀ), "relative" two of them plus a projection of the key frame. The
-    no-DMA ablation trains a full cross-attention (QKᵀ and AV) and computes the diagonal for display
-    only, without gradient."""
-    n, d = cfg.num_patches, cfg.embed_dim
-    projections = 4 * 2 * n * d * d
-    signal = {"cosine": 0, "paper": 2 * n * n * d, "relative": 2 * (2 * n * n * d) + 2 * n * d * d}[cfg.dma_signal]
-    if cfg.use_dma:
-        return projections + signal, 0.0
-    return projections + 4 * n * n * d, signal

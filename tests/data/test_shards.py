@@ -7,7 +7,8 @@ import torch
 
 from micronbert.data.frames import read_image
 from micronbert.data.pairs import fit_square
-from micronbert.data.shards import ShardPairStream, decode_jpeg, iter_shard, load_manifest, write_shards
+from micronbert.data.shard_stream import ShardPairStream
+from micronbert.data.shards import decode_jpeg, iter_shard, load_manifest, write_shards
 from micronbert.errors import MicronbertError
 from torchrun_helper import run_torchrun
 

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from micronbert.config import PretrainConfig, preset
 from micronbert.data.shards import write_shards
-from micronbert.train.pretrain import pretrain, pretrain_step_flops
+from micronbert.model.flops import pretrain_step_flops
+from micronbert.train.pretrain import pretrain
 from torchrun_helper import run_torchrun
 
 
