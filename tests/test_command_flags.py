@@ -32,3 +32,13 @@ def test_pretrain_args_win_and_model_switches_apply():
     assert model_cfg.use_dma is False and model_cfg.use_poi is True
     with pytest.raises(SystemExit):
         _scaling("--pretrain-args", "--no-such-flag")
+
+
+def test_frozen_recipe_flags_reach_the_recipe():
+    from micronbert.commands._flags import recipe_from_args
+
+    base = ["evaluate", "--samples", "s.csv", "--protocol", "megc2019", "--cache", "c", "--out", "x", "--freeze-encoder"]
+    default = recipe_from_args(build_parser().parse_args(base))
+    assert (default.cached_views, default.train_blocks) == (4, 1)  # the CPU recipe's own settings
+    plain = recipe_from_args(build_parser().parse_args(base + ["--cached-views", "0", "--train-blocks", "0"]))
+    assert (plain.cached_views, plain.train_blocks) == (0, 0)

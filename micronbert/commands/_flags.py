@@ -25,6 +25,11 @@ def add_recipe_args(p):
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train DMA/PoI/head only; the encoder's tokens are computed once per sample")
     p.add_argument("--epochs", type=int, default=None, help="fixed number of epochs (no per-subject selection)")
+    p.add_argument("--cached-views", type=int, default=None,
+                   help="with --freeze-encoder: augmented views per sample cached besides the clean pair "
+                        "(default: the recipe's, 4; 0 = the clean pair only, several times faster)")
+    p.add_argument("--train-blocks", type=int, default=None,
+                   help="with --freeze-encoder: the encoder's last blocks that still train (default: the recipe's, 1)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
@@ -44,7 +49,8 @@ def recipe_from_args(args):
     return default_recipe(args.model, args.freeze_encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           weight_decay=args.weight_decay, layer_decay=args.layer_decay,
                           class_weights=args.class_weights, augment=False if args.no_augment else None,
-                          val_subjects=args.val_subjects)
+                          val_subjects=args.val_subjects, cached_views=args.cached_views,
+                          train_blocks=args.train_blocks)
 
 
 def add_mode_args(p):
