@@ -85,6 +85,11 @@ def _read_status(key: str) -> int:
     raise KeyError(key)
 
 
+def rss() -> int:
+    """This process's resident memory now, in bytes."""
+    return _read_status("VmRSS")
+
+
 def peak_memory(fn, device: str = "cpu") -> tuple[object, int | None]:
     """Run fn() once; return (its result, peak bytes allocated above the level before the call)."""
     import torch

@@ -33,14 +33,6 @@ CLIP = 500
 OLD_COMMIT = "e3ec364"
 
 
-def rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def listings(n_frames: int):
     """What os.listdir returns for each 500-frame clip folder: img00001.jpg ... in directory order
     (shuffled here, as file systems do), plus one non-frame file."""
@@ -62,7 +54,7 @@ def new_index(n_frames: int) -> dict:
     from micronbert.data.pairs import FrameNames, FrameSource, PairSchedule
 
     gc.collect()
-    before = rss()
+    before = C.rss()
     t_names = 0.0
     sources = []
     for c, listing in listings(n_frames):
@@ -74,7 +66,7 @@ def new_index(n_frames: int) -> dict:
     sched = PairSchedule(sources, 512, (0.04, 0.25), seed=0)
     t_sched = time.perf_counter() - t0
     gc.collect()
-    kept = rss() - before
+    kept = C.rss() - before
     t0 = time.perf_counter()
     steps = 40
     for i in range(steps):
@@ -137,7 +129,7 @@ def old_index(n_frames: int) -> dict | None:
     from pathlib import Path
 
     gc.collect()
-    before = rss()
+    before = C.rss()
     t0 = time.perf_counter()
     sources = [mod.FrameSource("folder", Path(f"/data/clip{c:06d}"), 30.0, CLIP, sorted(listing)[:CLIP])
                for c, listing in listings(n_frames)]
@@ -147,7 +139,7 @@ def old_index(n_frames: int) -> dict | None:
     t_sched = time.perf_counter() - t0
     sched.specs(1000)  # the first call materialises the epoch permutation (cached)
     gc.collect()
-    kept = rss() - before
+    kept = C.rss() - before
     return {"frames": n_frames, "names_build_s": round(t_src, 2), "schedule_build_s": round(t_sched, 2),
             "memory_per_rank_mib": C.mib(kept), "note": f"tuple-per-anchor index of commit {OLD_COMMIT}"}
 
@@ -164,11 +156,11 @@ def shard_resume(n_frames: int, shard_size: int = 1000) -> dict:
     with open(os.path.join(tmp, MANIFEST), "w") as fh:
         json.dump(manifest, fh)
     gc.collect()
-    before = rss()
+    before = C.rss()
     t0 = time.perf_counter()
     stream = ShardPairStream([tmp], batch=512, img_size=224, start_step=100_000, buffer=4096)
     t_open = time.perf_counter() - t0
-    kept = rss() - before
+    kept = C.rss() - before
     t0 = time.perf_counter()
     gen = stream.spec_batches(0, 1, skip=100_000)
     try:

@@ -26,14 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
 
-def rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _decode(data: bytes):
     import cv2
     import numpy as np
@@ -45,7 +37,7 @@ def _decode(data: bytes):
 def ours(shards: str, frames: int, buffer: int) -> tuple[float, int]:
     from micronbert.data.shard_stream import ShardPairStream
 
-    before = rss()
+    before = C.rss()
     it = iter(ShardPairStream([shards], batch=32, img_size=224, buffer=buffer))
     next(it)
     t0 = time.perf_counter()
@@ -53,14 +45,14 @@ def ours(shards: str, frames: int, buffer: int) -> tuple[float, int]:
     while done < frames:
         a, _ = next(it)
         done += 2 * len(a)
-    return done / (time.perf_counter() - t0), rss() - before
+    return done / (time.perf_counter() - t0), C.rss() - before
 
 
 def webdataset_frames(shards: str, frames: int, buffer: int) -> tuple[float, int]:
     import webdataset as wds
 
     urls = sorted(os.path.join(shards, f) for f in os.listdir(shards) if f.endswith(".tar"))
-    before = rss()
+    before = C.rss()
     ds = (wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False).repeat().shuffle(buffer)
           .map(lambda s: _decode(s["jpg"])))
     it = iter(ds)
@@ -69,7 +61,7 @@ def webdataset_frames(shards: str, frames: int, buffer: int) -> tuple[float, int
     t0 = time.perf_counter()
     for _ in range(frames):
         next(it)
-    return frames / (time.perf_counter() - t0), rss() - before
+    return frames / (time.perf_counter() - t0), C.rss() - before
 
 
 def resume(shards: str, samples: int) -> dict:
