@@ -25,3 +25,18 @@ def face_frames_dir(tmp_path_factory, face_video):
     for i, frame in enumerate(iter_video(face_video, max_frames=16)):
         write_image(d / f"img{i + 1}.jpg", fit_square(frame, 64))
     return d
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium for the HTML report tests (installed with apt when root); skips without it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "demo"))  # the CDP harness lives there
+    from chromium_cdp import install_chromium
+
+    path, reason = install_chromium()
+    if path is None:
+        pytest.skip(f"headless Chromium unavailable: {reason}")
+    return path

@@ -77,15 +77,6 @@ def test_failed_stage_is_reported_and_the_rest_runs(tmp_path):
     assert any("FAILED" in line for line in lines)
 
 
-# ---------------------------------------------------------------------------------------- browser
-@pytest.fixture(scope="module")
-def chromium():
-    from chromium_cdp import install_chromium
-
-    path, reason = install_chromium()
-    if path is None:
-        pytest.skip(f"headless Chromium unavailable: {reason}")
-    return path
 
 
 def test_report_renders_in_chromium(quick_demo, chromium):

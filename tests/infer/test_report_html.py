@@ -101,15 +101,6 @@ def test_runs_on_different_samples_are_flagged(two_runs, tmp_path):
     assert "not computed on the same sample list" in doc
 
 
-# ---------------------------------------------------------------------------------------- browser
-@pytest.fixture(scope="module")
-def chromium():
-    from chromium_cdp import install_chromium
-
-    path, reason = install_chromium()
-    if path is None:
-        pytest.skip(f"headless Chromium unavailable: {reason}")
-    return path
 
 
 CELLS_JS = """JSON.stringify(Array.from(document.querySelectorAll('[data-key]')).map(e => ({
