@@ -121,6 +121,11 @@ class PretrainConfig:
     # Weight of −log a_i on swapped patches, where Ĩ_t equals I_{t+δ} exactly: teaches the diagonal that
     # "identical" means high, so local change is what makes it low (0 = the paper's losses only).
     identity_weight: float = 0.1
+    # What −log a_i is taken of: "contrastive": the softmax diagonal over all patches with the DMA's
+    # logits (the same place must match better than every other place, InfoNCE); "signal": the change
+    # map itself. With the cosine signal, "signal" is (1 − cos(q_i, k_i))/τ with no negatives: it pulls
+    # the two tokens together however it can and eroded the encoder (demo UF1 0.50, docs/motion.md §8).
+    identity_loss: str = "contrastive"
     crop_scale: tuple[float, float] = (0.4, 1.0)
     local_crops: int = 2           # dino variant: extra small crops for the student
     local_crop_scale: tuple[float, float] = (0.1, 0.4)
@@ -153,6 +158,9 @@ class PretrainConfig:
         for name in ("crop_scale", "local_crop_scale", "betas"):
             if not all(0 <= v <= 1 for v in getattr(self, name)):
                 raise MicronbertError(f"pretraining config: {name} values must lie in [0, 1], got {getattr(self, name)}")
+        if self.identity_loss not in ("contrastive", "signal"):
+            raise MicronbertError(f"pretraining config: identity_loss must be 'contrastive' or 'signal', "
+                                  f"not {self.identity_loss!r}")
 
 
 def check_fields(cfg, at_least_one=(), non_negative=(), positive=(), fractions=()) -> None:

@@ -122,6 +122,9 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     p.add_argument("--agreement-weight", type=float, default=d.agreement_weight, help="λ in L_rec + λ·L_agg")
     p.add_argument("--identity-weight", type=float, default=d.identity_weight,
                    help="weight of −log a_i on swapped patches (0 = the paper's losses only)")
+    p.add_argument("--identity-loss", choices=["contrastive", "signal"], default=d.identity_loss,
+                   help="what the identity term takes −log of: the softmax diagonal over all patches "
+                        "('contrastive') or the change map itself ('signal')")
     p.add_argument("--dma-temperature", type=float, default=md.dma_cosine_temperature,
                    help="cosine-logit temperature of DMA (0 = the paper's scaled dot product)")
     p.add_argument("--dma-signal", choices=["cosine", "relative", "paper"], default=None,
@@ -154,6 +157,6 @@ def pretrain_configs(args):
                           warmup_steps=args.warmup_steps, swap_ratio=args.swap_ratio, use_swap=not args.no_swap,
                           delta_min_s=args.delta[0], delta_max_s=args.delta[1], fps=args.fps,
                           agreement_weight=args.agreement_weight,
-                          identity_weight=args.identity_weight, seed=args.seed, log_every=args.log_every,
+                          identity_weight=args.identity_weight, identity_loss=args.identity_loss, seed=args.seed, log_every=args.log_every,
                           ckpt_every=args.ckpt_every, num_workers=args.workers, compile=args.compile)
     return model_cfg, pcfg

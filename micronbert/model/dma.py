@@ -219,6 +219,14 @@ class DiagonalMicroAttention(nn.Module):
         log_ratio = torch.log(diag.float().clamp_min(1e-30)) - torch.log(base.float().clamp_min(1e-30))
         return torch.exp(-log_ratio.abs()).to(diag.dtype)
 
+    def match_diagonal(self, x_query: torch.Tensor, x_key: torch.Tensor) -> torch.Tensor:
+        """The softmax diagonal (B, N) on this module's logits, whatever `signal` is: how much better
+        patch i matches the same place than any other place. Pretraining's contrastive identity term
+        takes −log of it on swapped patches (a self-normalised signal alone has no negatives)."""
+        to_k = self.to_q if self.tie_qk else self.to_k
+        q, k, scale = self._logits(self._split(self.to_q(x_query)), self._split(to_k(x_key)))
+        return self._softmax_diagonal(q, k, scale).mean(1)
+
     def forward(self, x_query: torch.Tensor, x_key: torch.Tensor, x_value: torch.Tensor):
         """Patch tokens (B, N, D) each -> (features (B, N, D), diagonal map (B, N) averaged over heads)."""
         to_k = self.to_q if self.tie_qk else self.to_k

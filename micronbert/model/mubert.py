@@ -3,7 +3,8 @@
 Pretraining (`pretrain_losses`): Ĩ_t = blockwise_swap(I_t, I_{t+δ}); both Ĩ_t and I_{t+δ} are encoded
 by one shared encoder; DMA between them (paper: Q from I_{t+δ}, K and V from Ĩ_t) gives F_DMA and the
 diagonal map; PoI saliency of I_{t+δ} gates F_DMA; the decoder reconstructs I_t from Ĩ_t's tokens plus
-the gated DMA features. Loss = L_rec + λ·L_agg.
+the gated DMA features. Loss = L_rec + λ·L_agg (+ the identity term on swapped patches, see
+PretrainConfig.identity_loss).
 
 Recognition uses `micro_features` on (onset, apex) in place of (Ĩ_t, I_{t+δ}).
 """
@@ -49,15 +50,19 @@ class MicronBertModel(nn.Module):
     # -- shared by pretraining and recognition -------------------------------------------------------
     def micro_features(self, tok_first: torch.Tensor, tok_second: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tokens of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA features and maps."""
-        first, second = tok_first[:, 1:], tok_second[:, 1:]
-        query, key = (second, first) if self.cfg.dma_query == "second" else (first, second)
-        feats, dma_map = self.dma(query, key, first)
+        query, key = self._dma_inputs(tok_first, tok_second)
+        feats, dma_map = self.dma(query, key, tok_first[:, 1:])
         if self.cfg.use_poi:
             sal = poi_saliency(tok_second, self.cfg.poi_temperature)
         else:
             sal = torch.ones_like(dma_map)
         return {"features": feats * sal.unsqueeze(-1), "dma_map": dma_map, "poi_map": sal,
                 "cls_first": tok_first[:, 0], "cls_second": tok_second[:, 0]}
+
+    def _dma_inputs(self, tok_first: torch.Tensor, tok_second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query, key) patch tokens for DMA, in the order `dma_query` names."""
+        first, second = tok_first[:, 1:], tok_second[:, 1:]
+        return (second, first) if self.cfg.dma_query == "second" else (first, second)
 
     def encode_pair(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One encoder pass over both frames (concatenated on the batch axis)."""
@@ -100,7 +105,10 @@ class MicronBertModel(nn.Module):
         total = loss_rec
         if pcfg.identity_weight > 0 and pcfg.use_swap and self.cfg.use_dma:
             # Swapped patches are identical in both frames: a free "unchanged" label for the diagonal.
-            log_a = torch.log(micro["dma_map"].float().clamp_min(1e-12))
+            ident = micro["dma_map"]
+            if pcfg.identity_loss == "contrastive" and self.cfg.dma_signal != "paper":
+                ident = self.dma.match_diagonal(*self._dma_inputs(tok_s, tok_b))
+            log_a = torch.log(ident.float().clamp_min(1e-12))
             loss_id = -(log_a * maskf).sum() / maskf.sum().clamp(min=1.0)
             losses["loss_identity"] = loss_id
             total = total + pcfg.identity_weight * loss_id
