@@ -79,13 +79,19 @@ class MicronBert:
     # -- pairs -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def forward_batch(self, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:
-        """uint8 (B, S, S, 3) onsets/apexes (already `size`) -> probabilities (B, C), dma_map/poi_map (B, g, g)."""
+        """uint8 (B, S, S, 3) onsets/apexes (already `size`) -> probabilities (B, C), dma_map/poi_map (B, g, g).
+        Each apex is first registered onto its onset as the model was trained (ModelConfig.registration)."""
+        from micronbert.faces.register import register_pairs
         from micronbert.model.mubert import normalise_images
 
+        registration = getattr(self.config, "registration", "none")
         probs, dmas, pois = [], [], []
         for s in range(0, len(onsets), batch_size):
-            a = normalise_images(torch.from_numpy(np.ascontiguousarray(onsets[s:s + batch_size])).to(self.device))
-            b = normalise_images(torch.from_numpy(np.ascontiguousarray(apexes[s:s + batch_size])).to(self.device))
+            onset, apex = onsets[s:s + batch_size], apexes[s:s + batch_size]
+            if registration != "none":
+                apex = register_pairs(onset, apex, registration)
+            a = normalise_images(torch.from_numpy(np.ascontiguousarray(onset)).to(self.device))
+            b = normalise_images(torch.from_numpy(np.ascontiguousarray(apex)).to(self.device))
             out = self.model.forward_all(a, b)
             g = self.grid
             probs.append(torch.softmax(out["logits"].float(), -1).cpu().numpy())

@@ -2,7 +2,9 @@
 
 Graph contract (written into the model's metadata too):
   inputs   onset, apex   uint8 (B, S, S, 3), RGB, aligned faces; /255 and ImageNet normalisation happen
-                         inside the graph, so a deployment needs no knowledge of our statistics
+                         inside the graph, so a deployment needs no knowledge of our statistics. The
+                         apex must already be registered onto the onset when the model's config has
+                         `registration` (faces/register.register_pair; ECC is not an ONNX op)
   outputs  probabilities float32 (B, C)     softmax over config.json's classes
            dma_map       float32 (B, g, g)  DMA diagonal (low = change), g = S / patch
            poi_map       float32 (B, g, g)  PoI saliency (mean 1)
@@ -91,20 +93,22 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset:
                               opset_version=opset, dynamo=False, do_constant_folding=True)
         except Exception as exc:  # the exporter's errors are long; keep the first line
             raise MicronbertError(f"ONNX export of {weights} failed: {str(exc).splitlines()[0]}") from exc
-        _add_metadata(tmp, classes, size, cfg.patch_size)
+        _add_metadata(tmp, classes, size, cfg.patch_size, getattr(cfg, "registration", "none"))
     result = {"onnx": str(onnx_path), "classes": classes, "size": size, "opset": opset}
     if check:
         result["max_abs_diff"] = compare_onnx(wrapper, onnx_path, size, seed=seed + 1)
     return result
 
 
-def _add_metadata(path, classes, size, patch) -> None:
+def _add_metadata(path, classes, size, patch, registration: str) -> None:
     import onnx
 
     m = onnx.load(str(path))
     for key, value in {"classes": json.dumps(classes), "input": json.dumps(
             {"layout": "NHWC", "dtype": "uint8", "colour": "RGB", "size": size, "aligned": True,
-             "normalisation": "inside the graph (ImageNet mean/std)"}), "patch_size": str(patch)}.items():
+             "normalisation": "inside the graph (ImageNet mean/std)",
+             # the apex registered onto the onset before the graph (ECC is not an ONNX op)
+             "apex_registration": registration}), "patch_size": str(patch)}.items():
         entry = m.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(m, str(path))

@@ -38,11 +38,35 @@ def test_predict_pair_on_real_faces(classifier_dir):
     assert out["dma_map"].shape == (4, 4) and out["poi_map"].shape == (4, 4)
     assert np.all((out["dma_map"] > 0) & (out["dma_map"] <= 1))
     np.testing.assert_allclose(mb.dma_map(face, apex), out["dma_map"])
-    # the same numbers as the classifier on hand-normalised tensors
-    a, b = (normalise_images(torch.from_numpy(fit_square(x, 32)[None])) for x in (face, apex))
+    # the same numbers as the classifier on hand-normalised tensors, the apex registered onto the onset first
+    from micronbert.faces.register import register_pairs
+
+    onset32, apex32 = fit_square(face, 32)[None], fit_square(apex, 32)[None]
+    assert mb.config.registration == "translation"
+    a, b = (normalise_images(torch.from_numpy(x)) for x in (onset32, register_pairs(onset32, apex32)))
     with torch.no_grad():
         logits = mb.model(a, b)
     np.testing.assert_allclose(list(out["probabilities"].values()), torch.softmax(logits, -1)[0].numpy(), atol=1e-6)
+
+
+def test_a_global_shift_of_the_apex_is_registered_away_as_in_training(classifier_dir):
+    import dataclasses
+
+    import cv2
+
+    from micronbert.data.builtin import face_photos
+    from micronbert.data.pairs import fit_square
+    from micronbert.infer.api import MicronBert
+
+    mb = MicronBert.from_pretrained(classifier_dir)
+    onset = fit_square(face_photos(required=False)["grace_hopper"], 32)
+    drift = np.float32([[1, 0, 1.0], [0, 1, -0.7]])  # head drift, no facial action
+    apex = cv2.warpAffine(onset, drift, (32, 32), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    change = lambda: float((1 - mb.dma_map(onset, apex)).mean())  # noqa: E731  (0 = "nothing changed")
+    registered = change()
+    mb.config = dataclasses.replace(mb.config, registration="none")
+    raw = change()
+    assert registered < 0.5 * raw, (registered, raw)
 
 
 def test_accepts_paths_and_gray(classifier_dir, tmp_path):

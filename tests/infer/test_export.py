@@ -49,7 +49,11 @@ def test_export_command_runs_in_onnxruntime(classifier_dir, tmp_path, capsys):
     a = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    probs, dma, poi = sess.run(None, {"onset": a, "apex": b})
+    # the graph takes the apex registered onto the onset, as its metadata says; forward_batch registers itself
+    from micronbert.faces.register import register_pairs
+
+    assert json.loads(meta["input"])["apex_registration"] == mb.config.registration == "translation"
+    probs, dma, poi = sess.run(None, {"onset": a, "apex": register_pairs(a, b, mb.config.registration)})
     ref = mb.forward_batch(a, b)
     assert probs.shape == (5, 3) and dma.shape == (5, 4, 4) and poi.shape == (5, 4, 4)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
