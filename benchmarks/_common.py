@@ -77,6 +77,17 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def misplaced_tensors(module, device) -> list[str]:
+    """Names of the module's parameters and buffers not on `device` ("cuda" means any CUDA device): a
+    step would fail on them, or copy them every call."""
+    import torch
+
+    want = torch.device(device)
+    tensors = list(module.named_parameters()) + list(module.named_buffers())
+    return [name for name, t in tensors
+            if t.device.type != want.type or (want.index is not None and t.device.index != want.index)]
+
+
 def _read_status(key: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:

@@ -1,30 +1,67 @@
-"""A naive implementation of OUR pretraining objective (same objective, naive implementation: not the
-authors' release, which trains DINO with 2 global + 8 local crops and a teacher), written the way the
-release writes its code, for benchmarks/pretrain_step.py to measure ours against:
+"""Naive references for benchmarks/pretrain_step.py to measure our pretraining step against. Two modes:
 
+"same-objective" (the default; same objective, naive implementation): OUR pretraining objective
+(cosine or dot-product DMA logits, the identity term when the config has it, the `mse` PoI agreement)
+written the way the authors' release writes its code:
 - blockwise swapping with a Python loop over the samples and over the swapped patches;
 - ViT blocks with explicit attention matrices: softmax(q kᵀ·scale) materialised, then @ v;
 - DMA as the full N×N softmax followed by its diagonal;
 - each frame encoded by its own encoder call;
 - torch.optim.AdamW with its defaults (the per-parameter loop on CPU).
-
 Module and parameter names are ours (which are the release's), so `load_state_dict(ours.state_dict())`
-gives both the same weights; the objective is our model's (cosine DMA logits and the identity term
-when the config has them), and `reference_losses` consumes a generator exactly as
-MicronBertModel.pretrain_losses does, so the two compute the same loss for the same weights and
-random draws (benchmarks/pretrain_step.py checks this before timing). Only the `mse` PoI variant.
+gives both the same weights, and `reference_losses` consumes a generator exactly as
+MicronBertModel.pretrain_losses does: the two compute the same loss for the same weights and random
+draws (benchmarks/pretrain_step.py checks this before timing). Only the `mse` PoI variant.
+
+"release" (`ReleaseMicronBert`, `release_losses`, `release_step`): the objective of the authors'
+release (models/mae.py of uark-cviu/Micron-BERT, read for the method only), coded the same naive way:
+- Ĩ_t made by replacing patches of I_t with I_{t+δ}'s, one Python iteration per sample;
+- both frames through the encoder; DMA with the paper's dot-product logits (no cosine, no identity
+  term), query and value from Ĩ_t, key from I_{t+δ}, the full N×N softmax, then its diagonal;
+- the decoder fed by the DMA output alone (N tokens, no contextual token, no residual from Ĩ_t's
+  tokens, no PoI gating); L_rec = mean squared error against I_t's patches;
+- DINO self-distillation on I_{t+δ}: 2 global crops (img_size) and 8 local crops (96 px at 224,
+  `local_crop_size`); the student (the same encoder) runs once per crop resolution on the crops of
+  that size concatenated, the EMA teacher on the 2 global crops; the teacher's centred, sharpened
+  softmax against the student's log-softmax over every (teacher crop, student crop) pair but the same
+  crop (2 × 10 − 2 = 18 terms), centre updated from the teacher's batch mean; L = L_rec + L_dino;
+- DINO head with the weight-normalised last layer's gain frozen at 1 (the release's norm_last_layer);
+- the EMA teacher updated one parameter at a time; torch.optim.AdamW with its defaults.
+Not the release's code: its training script and data pipeline are not public. Its crops are made in
+the data loader (per image, PIL); here each crop is one batched `random_resized_crop` on the device,
+as ours makes them, so neither side's time includes per-image augmentation. Its teacher-temperature
+warm-up and cosine EMA schedule are constants here (one step is timed). Its DINO centre is all-reduced
+across ranks (it needs torch.distributed); here it is all-reduced only when a process group exists.
+
+Our `dino` variant (micronbert/model/poi.py) cannot be set up to compute this objective, so the two
+do not compute the same loss and the equality check does not apply (pretrain_step.py checks that the
+loss terms are of the same magnitude instead). Differences that no config option removes:
+- ours gives the student ONE global crop (plus the local crops) and the teacher the uncropped frame
+  I_{t+δ}; every student view is scored against that one teacher output (1 + local_crops terms);
+- our local crops are img_size // 2 (112 px at 224: 196 tokens), not 96 px (144 tokens);
+- our decoder input is Ĩ_t's tokens (with the contextual token) plus the PoI-gated DMA output;
+- the gain of our DINO head's last layer is trained;
+- our crops and swap mask come from different random draws than these.
+`release_step_flops` counts this objective's matrix-product FLOPs with micronbert.model.flops' rules.
 """
 from __future__ import annotations
 
 import copy
 
 import torch
+import torch.distributed
 import torch.nn.functional as F
 from torch import nn
 
-from micronbert.config import ModelConfig, PretrainConfig
+from micronbert.config import ModelConfig, PretrainConfig, preset
 from micronbert.model.crops import random_resized_crop
-from micronbert.model.encoder import sincos_2d
+from micronbert.model.encoder import resize_pos_table, sincos_2d
+from micronbert.model.flops import _vit_forward_flops
+
+MODES = {"same-objective": "same objective, naive implementation",
+         "release": "the release's objective (DINO, 2 global + 8 local crops, decoder fed by the DMA output), "
+                    "naive implementation"}
+RELEASE_LOCAL_CROPS = 8  # the released checkpoint's local_crops_number
 
 
 class Attention(nn.Module):
@@ -85,8 +122,12 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
 
     def forward(self, x):
-        x = self.patch_embed(x) + self.pos_embed[:, 1:]
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = self.patch_embed(x)
+        pos = self.pos_embed
+        if x.shape[1] != pos.shape[1] - 1:  # a smaller crop: the release resizes the table bicubically
+            pos = resize_pos_table(pos, int(round(x.shape[1] ** 0.5)))
+        x = x + pos[:, 1:]
+        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
         for blk in self.blocks:
             x = blk(x)
@@ -221,9 +262,200 @@ def reference_step(model, optimizer, frames_t, frames_tp, pcfg, generator):
     losses["loss"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), pcfg.grad_clip)
     optimizer.step()
-    with torch.no_grad():  # EMA teacher, one parameter at a time
-        ag = model.agreement
-        for t, s in zip(list(ag.teacher_encoder.parameters()) + list(ag.teacher_head.parameters()),
-                        list(model.encoder.parameters()) + list(ag.student_head.parameters())):
-            t.mul_(pcfg.ema_decay).add_(s.detach(), alpha=1 - pcfg.ema_decay)
+    ema_loop(model, pcfg.ema_decay)
     return float(losses["loss"].detach())
+
+
+@torch.no_grad()
+def ema_loop(model, momentum):
+    """EMA teacher, one parameter at a time."""
+    ag = model.agreement
+    for t, s in zip(list(ag.teacher_encoder.parameters()) + list(ag.teacher_head.parameters()),
+                    list(model.encoder.parameters()) + list(ag.student_head.parameters())):
+        t.mul_(momentum).add_(s.detach(), alpha=1 - momentum)
+
+
+# -- the release's objective ---------------------------------------------------------------------------
+def configs(mode: str, preset_name: str, batch: int) -> tuple[ModelConfig, PretrainConfig]:
+    """OUR model and pretraining configs for a reference mode, set up like the objective it computes."""
+    if mode == "same-objective":  # the softmax-diagonal objective the reference codes (cosine logits, identity term)
+        return preset(preset_name, dma_signal="paper"), PretrainConfig(batch_size=batch, seed=0)
+    if mode == "release":  # our dino variant as close to the release as its options go (see the module doc)
+        cfg = preset(preset_name, poi_variant="dino", dma_signal="paper", dma_cosine_temperature=0.0, dma_query="first")
+        return cfg, PretrainConfig(batch_size=batch, seed=0, local_crops=RELEASE_LOCAL_CROPS, identity_weight=0.0)
+    raise ValueError(f"reference mode must be one of {sorted(MODES)}, not {mode!r}")
+
+
+def local_crop_size(cfg: ModelConfig) -> int:
+    """DINO's local crop side, 96 px at 224, scaled with img_size to a multiple of the patch."""
+    return max(cfg.patch_size, round(cfg.img_size * 96 / 224 / cfg.patch_size) * cfg.patch_size)
+
+
+class ReleaseDecoder(Decoder):
+    """The release's decoder: the N DMA output tokens in, no contextual token."""
+
+    def forward(self, x):
+        x = self.embed(x) + self.pos_embed[:, 1:]
+        for blk in self.blocks:
+            x = blk(x)
+        return self.pred(self.norm(x))
+
+
+class DinoHead(nn.Module):
+    """3-layer MLP, l2 normalisation, weight-normalised prototypes with the gain frozen at 1."""
+
+    def __init__(self, dim, hidden, bottleneck, out_dim):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, bottleneck))
+        self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck, out_dim, bias=False))
+        gain = self.last_layer.parametrizations.weight.original0
+        with torch.no_grad():
+            gain.fill_(1.0)
+        gain.requires_grad_(False)
+
+    def forward(self, x):
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
+
+
+class DinoAgreement(nn.Module):
+    def __init__(self, encoder, cfg):
+        super().__init__()
+        self.student_head = DinoHead(cfg.embed_dim, cfg.dino_hidden_dim, cfg.dino_bottleneck_dim, cfg.dino_out_dim)
+        self.register_buffer("center", torch.zeros(1, cfg.dino_out_dim))
+        self.teacher_encoder = copy.deepcopy(encoder)
+        self.teacher_head = copy.deepcopy(self.student_head)
+        for p in list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters()):
+            p.requires_grad_(False)
+
+
+class ReleaseMicronBert(nn.Module):
+    """Parameter names as ours (the dino variant), so `load_state_dict(ours.state_dict())` works."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.poi_variant != "dino" or not (cfg.use_dma and cfg.use_poi) or cfg.dma_cosine_temperature > 0:
+            raise ValueError("the release reference is the dino variant with DMA on dot-product logits")
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.dma = DMA(cfg.embed_dim, cfg.dma_heads, 0.0)
+        self.decoder = ReleaseDecoder(cfg)
+        self.agreement = DinoAgreement(self.encoder, cfg)
+
+
+def unpatchify(x, p, c=3):
+    b, n, _ = x.shape
+    g = int(round(n ** 0.5))
+    x = x.reshape(b, g, g, p, p, c)
+    return torch.einsum("nhwpqc->nchpwq", x).reshape(b, c, g * p, g * p)
+
+
+def replace_loop(frame_t, frame_tp, patch, ratio, generator):
+    """The release's patch replacement: per sample (a Python loop), the patches past the first
+    int(N·(1 − ratio)) of a random order are taken from I_{t+δ}."""
+    x, x_ref = patchify(frame_t, patch).clone(), patchify(frame_tp, patch)
+    b, n, _ = x.shape
+    keep = int(n * (1 - ratio))
+    noise = torch.rand(b, n, generator=generator, device=frame_t.device)
+    ids_replace = torch.argsort(noise, dim=1)[:, keep:]
+    mask = torch.zeros(b, n, device=frame_t.device)
+    for i in range(b):
+        x[i][ids_replace[i]] = x_ref[i][ids_replace[i]]
+        mask[i][ids_replace[i]] = 1
+    return unpatchify(x, patch, frame_t.shape[1]), mask
+
+
+def release_crops(frame, cfg: ModelConfig, pcfg: PretrainConfig, generator=None) -> list[torch.Tensor]:
+    """2 global crops (img_size) then pcfg.local_crops local ones (`local_crop_size`), of I_{t+δ}."""
+    size, small = frame.shape[-1], local_crop_size(cfg)
+    return ([random_resized_crop(frame, size, pcfg.crop_scale, generator=generator) for _ in range(2)]
+            + [random_resized_crop(frame, small, pcfg.local_crop_scale, generator=generator)
+               for _ in range(pcfg.local_crops)])
+
+
+def multicrop(encoder, head, crops):
+    """One encoder call per run of equal-size crops (concatenated), the head on all contextual tokens."""
+    outs, start = [], 0
+    while start < len(crops):
+        end = start
+        while end < len(crops) and crops[end].shape[-1] == crops[start].shape[-1]:
+            end += 1
+        outs.append(encoder(torch.cat(crops[start:end]))[:, 0])
+        start = end
+    return head(torch.cat(outs))
+
+
+def dino_loss(agreement, student_out, teacher_out, n_crops, pcfg):
+    """Cross-entropy of every student crop against every teacher crop but itself; then the centre moves."""
+    student = (student_out / pcfg.dino_student_temp).chunk(n_crops)
+    teacher = F.softmax((teacher_out - agreement.center) / pcfg.dino_teacher_temp, dim=-1).detach().chunk(2)
+    total, terms = 0.0, 0
+    for iq, q in enumerate(teacher):
+        for v in range(len(student)):
+            if v == iq:
+                continue
+            total = total + torch.sum(-q * F.log_softmax(student[v], dim=-1), dim=-1).mean()
+            terms += 1
+    with torch.no_grad():
+        batch_center = torch.sum(teacher_out, dim=0, keepdim=True)
+        world = 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(batch_center)
+            world = torch.distributed.get_world_size()
+        batch_center = batch_center / (len(teacher_out) * world)
+        m = pcfg.dino_center_momentum
+        agreement.center = agreement.center * m + batch_center * (1 - m)
+    return total / terms
+
+
+def release_losses(model: ReleaseMicronBert, frame_t, frame_tp, pcfg: PretrainConfig, generator=None):
+    cfg = model.cfg
+    swapped, _ = replace_loop(frame_t, frame_tp, cfg.patch_size, pcfg.swap_ratio, generator)
+    x = model.encoder(swapped)[:, 1:]
+    x_ref = model.encoder(frame_tp)[:, 1:]
+    latent, _ = model.dma(x, x_ref, x)  # query and value from Ĩ_t, key from I_{t+δ}
+    pred = model.decoder(latent)
+    loss_rec = ((pred - patchify(frame_t, cfg.patch_size)) ** 2).mean()
+    crops = release_crops(frame_tp, cfg, pcfg, generator)
+    ag = model.agreement
+    with torch.no_grad():
+        t_out = multicrop(ag.teacher_encoder, ag.teacher_head, crops[:2])
+    s_out = multicrop(model.encoder, ag.student_head, crops)
+    loss_agg = dino_loss(ag, s_out, t_out, len(crops), pcfg)
+    return {"loss_rec": loss_rec, "loss_agg": loss_agg, "loss": loss_rec + pcfg.agreement_weight * loss_agg}
+
+
+def release_step(model, optimizer, frames_t, frames_tp, pcfg, generator):
+    """One optimizer step of the release's objective: uint8 (B, H, W, 3) batches in, the loss out."""
+    losses = release_losses(model, normalise(frames_t), normalise(frames_tp), pcfg, generator)
+    optimizer.zero_grad()
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), pcfg.grad_clip)
+    optimizer.step()
+    ema_loop(model, pcfg.ema_decay)
+    return float(losses["loss"].detach())
+
+
+def release_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> float:
+    """Matrix-product FLOPs of one `release_step` over `pairs` pairs, by the rules of
+    micronbert.model.flops.pretrain_step_flops (backward = 2 × forward for trained parts, the teacher
+    forward only, no input gradient for the patch embedding, the DMA as the naive N×N softmax)."""
+    n, d, c, p = cfg.num_patches, cfg.embed_dim, cfg.in_chans, cfg.patch_size
+    ns = (local_crop_size(cfg) // p) ** 2
+
+    def embed(tokens):
+        return 2 * tokens * c * p * p * d
+
+    def enc(tokens):
+        return embed(tokens) + _vit_forward_flops(tokens + 1, d, cfg.depth, cfg.mlp_ratio)
+
+    h, bn, o = cfg.dino_hidden_dim, cfg.dino_bottleneck_dim, cfg.dino_out_dim
+    head = 2 * (d * h + h * h + h * bn + bn * o)
+    dma = 4 * 2 * n * d * d + 2 * n * n * d  # q, k, v, out projections and q kᵀ (a_i · v is elementwise)
+    de = cfg.decoder_embed_dim
+    dec = 2 * n * d * de + _vit_forward_flops(n, de, cfg.decoder_depth, cfg.mlp_ratio) + 2 * n * de * p * p * c
+    crops = pcfg.local_crops
+    trained = 2 * enc(n) + dma + dec + 2 * (enc(n) + head) + crops * (enc(ns) + head)
+    teacher = 2 * (enc(n) + head)
+    no_input_grad = 4 * embed(n) + crops * embed(ns)
+    return float(pairs * (3 * trained + teacher - no_input_grad))
