@@ -43,6 +43,7 @@ def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> f
     embed = 2 * n * cfg.in_chans * cfg.patch_size ** 2 * d
     enc = embed + _vit_forward_flops(t, d, cfg.depth, cfg.mlp_ratio)
     dma, display = _dma_flops(cfg)
+    dma += _identity_flops(cfg, pcfg)
     de = cfg.decoder_embed_dim
     dec = 2 * t * d * de + _vit_forward_flops(t, de, cfg.decoder_depth, cfg.mlp_ratio) \
         + 2 * t * de * cfg.patch_size ** 2 * cfg.in_chans
@@ -61,14 +62,24 @@ def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> f
             head = 2 * (d * h + h * h + h * bn + bn * o)
             small = max(cfg.patch_size, (cfg.img_size // 2) // cfg.patch_size * cfg.patch_size)
             ns = (small // cfg.patch_size) ** 2
-            enc_small = 2 * ns * cfg.in_chans * cfg.patch_size ** 2 * d + _vit_forward_flops(ns + 1, d, cfg.depth,
-                                                                                            cfg.mlp_ratio)
+            embed_small = 2 * ns * cfg.in_chans * cfg.patch_size ** 2 * d
+            enc_small = embed_small + _vit_forward_flops(ns + 1, d, cfg.depth, cfg.mlp_ratio)
             trained += enc + head + pcfg.local_crops * (enc_small + head)
             teacher = enc + head
-            no_input_grad = (3 + pcfg.local_crops) * embed
+            no_input_grad = 3 * embed + pcfg.local_crops * embed_small
     else:
         no_input_grad = 2 * embed
     return float(pairs * (3 * trained + teacher + display - no_input_grad))
+
+
+def _identity_flops(cfg: ModelConfig, pcfg: PretrainConfig) -> float:
+    """The contrastive identity term's own forward work for one pair: Q and K projected again and one
+    softmax diagonal (model/dma.match_diagonal); none where the change map already is that diagonal."""
+    if not (pcfg.identity_weight > 0 and pcfg.use_swap and cfg.use_dma) or pcfg.identity_loss != "contrastive" \
+            or cfg.dma_signal == "paper":
+        return 0.0
+    n, d = cfg.num_patches, cfg.embed_dim
+    return 2 * 2 * n * d * d + 2 * n * n * d
 
 
 def _dma_flops(cfg: ModelConfig) -> tuple[float, float]:
