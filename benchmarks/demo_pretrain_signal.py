@@ -6,6 +6,7 @@ pretraining frames (same seed, steps, batch), then runs the demo's LOSO (frozen 
 Variants (what pretraining uses; recognition is the same for all):
   cosine-signal       cosine change map in DMA, identity term −log of that map (the default until 2026-12)
   cosine-contrastive  cosine change map in DMA, identity term on the softmax diagonal (InfoNCE)
+  cosine-both         cosine change map in DMA, identity term on both (the sum of the two −log terms)
   paper               the softmax diagonal in DMA and in the identity term (`--dma-signal paper`)
 
 Choose a default on DEVELOPMENT folders (`micronbert demo --seed 1/2`: other people, clips and draws);
@@ -49,7 +50,8 @@ def main() -> None:
     from micronbert.demo.pipeline import DemoConfig
 
     variants = {"cosine-signal": ("cosine", "signal"), "cosine-contrastive": ("cosine", "contrastive"),
-                "paper": ("paper", "contrastive")}
+                "paper": ("paper", "contrastive"),
+                "cosine-both": ("cosine", "both")}
     rows = []
     for demo in args.demos:
         # the demo's pretraining sources, in the demo's order (the order is part of the pair schedule)

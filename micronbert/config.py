@@ -123,8 +123,9 @@ class PretrainConfig:
     identity_weight: float = 0.1
     # What −log a_i is taken of: "contrastive": the softmax diagonal over all patches with the DMA's
     # logits (the same place must match better than every other place, InfoNCE); "signal": the change
-    # map itself. With the cosine signal, "signal" is (1 − cos(q_i, k_i))/τ with no negatives: it pulls
-    # the two tokens together however it can and eroded the encoder (demo UF1 0.50, docs/motion.md §8).
+    # map itself ("both": the sum). With the cosine signal, "signal" is (1 − cos(q_i, k_i))/τ with no
+    # negatives: it pulls the two tokens together however it can, and on the development seeds the
+    # encoder it left scored at chance (UF1 0.40/0.32 against 0.67/0.65, docs/motion.md §8).
     identity_loss: str = "contrastive"
     crop_scale: tuple[float, float] = (0.4, 1.0)
     local_crops: int = 2           # dino variant: extra small crops for the student
@@ -158,8 +159,8 @@ class PretrainConfig:
         for name in ("crop_scale", "local_crop_scale", "betas"):
             if not all(0 <= v <= 1 for v in getattr(self, name)):
                 raise MicronbertError(f"pretraining config: {name} values must lie in [0, 1], got {getattr(self, name)}")
-        if self.identity_loss not in ("contrastive", "signal"):
-            raise MicronbertError(f"pretraining config: identity_loss must be 'contrastive' or 'signal', "
+        if self.identity_loss not in ("contrastive", "signal", "both"):
+            raise MicronbertError(f"pretraining config: identity_loss must be 'contrastive', 'signal' or 'both', "
                                   f"not {self.identity_loss!r}")
 
 

@@ -122,9 +122,9 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     p.add_argument("--agreement-weight", type=float, default=d.agreement_weight, help="λ in L_rec + λ·L_agg")
     p.add_argument("--identity-weight", type=float, default=d.identity_weight,
                    help="weight of −log a_i on swapped patches (0 = the paper's losses only)")
-    p.add_argument("--identity-loss", choices=["contrastive", "signal"], default=d.identity_loss,
+    p.add_argument("--identity-loss", choices=["contrastive", "signal", "both"], default=d.identity_loss,
                    help="what the identity term takes −log of: the softmax diagonal over all patches "
-                        "('contrastive') or the change map itself ('signal')")
+                        "('contrastive'), the change map itself ('signal'), or the sum of the two")
     p.add_argument("--dma-temperature", type=float, default=md.dma_cosine_temperature,
                    help="cosine-logit temperature of DMA (0 = the paper's scaled dot product)")
     p.add_argument("--dma-signal", choices=["cosine", "relative", "paper"], default=None,

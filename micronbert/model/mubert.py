@@ -105,10 +105,13 @@ class MicronBertModel(nn.Module):
         total = loss_rec
         if pcfg.identity_weight > 0 and pcfg.use_swap and self.cfg.use_dma:
             # Swapped patches are identical in both frames: a free "unchanged" label for the diagonal.
-            ident = micro["dma_map"]
-            if pcfg.identity_loss == "contrastive" and self.cfg.dma_signal != "paper":
-                ident = self.dma.match_diagonal(*self._dma_inputs(tok_s, tok_b))
-            log_a = torch.log(ident.float().clamp_min(1e-12))
+            # "contrastive": the softmax diagonal (InfoNCE); "signal": the change map; "both": their sum
+            log_a = torch.zeros_like(micro["dma_map"], dtype=torch.float32)
+            if pcfg.identity_loss in ("signal", "both") or self.cfg.dma_signal == "paper":
+                log_a = log_a + torch.log(micro["dma_map"].float().clamp_min(1e-12))
+            if pcfg.identity_loss in ("contrastive", "both") and self.cfg.dma_signal != "paper":
+                match = self.dma.match_diagonal(*self._dma_inputs(tok_s, tok_b))
+                log_a = log_a + torch.log(match.float().clamp_min(1e-12))
             loss_id = -(log_a * maskf).sum() / maskf.sum().clamp(min=1.0)
             losses["loss_identity"] = loss_id
             total = total + pcfg.identity_weight * loss_id

@@ -23,6 +23,8 @@ def test_contrastive_identity_term_is_on_the_softmax_diagonal_and_changes_nothin
     signal, _ = _losses("cosine", "signal")
     assert torch.equal(contrastive["loss_rec"], signal["loss_rec"])  # the same draws, the same reconstruction
     assert not torch.allclose(contrastive["loss_identity"], signal["loss_identity"])
+    both, _ = _losses("cosine", "both")
+    assert torch.allclose(both["loss_identity"], contrastive["loss_identity"] + signal["loss_identity"], rtol=1e-5)
     # on the paper's signal the change map is the softmax diagonal: the two settings agree
     paper_c, _ = _losses("paper", "contrastive")
     paper_s, _ = _losses("paper", "signal")
