@@ -42,7 +42,7 @@ class DemoConfig:
     size: int = 112              # the tiny preset's input
     pretrain_steps: int = 150
     pretrain_batch: int = 16
-    epochs: int = 15
+    epochs: int = 30              # fine-tuning epochs per fold, every model (the frozen CPU recipe's own)
     freeze_encoder: bool = True
     predict_max_frames: int | None = None
     real_videos: tuple[str, ...] = ("single_face.mp4", "WolfgangLanger_Pexels.mp4")
@@ -228,13 +228,13 @@ class Demo:
         return path
 
     def eval_job(self, run: str) -> steps.EvalJob:
-        """One evaluation: the flow CNN trains from scratch for twice the epochs; the others start from the
-        pretrained μ-BERT (the shuffled control is μ-BERT on permuted labels)."""
+        """One evaluation: the flow CNN trains from scratch; the others start from the pretrained μ-BERT
+        (the shuffled control is μ-BERT on permuted labels). Every run trains the same epochs."""
         c = self.cfg
         shuffled, flow = run.startswith("shuffled"), run == "flow-cnn"
         return steps.EvalJob(run, "micronbert" if shuffled else run,
                              self._shuffled_samples(run) if shuffled else self.samples, self.cache, self.results / run,
-                             None if flow else self.pretrained, max(c.epochs * 2, 2) if flow else c.epochs,
+                             None if flow else self.pretrained, c.epochs,
                              c.freeze_encoder and not flow, c.seed, self.out / "logs" / f"evaluate-{run}.log")
 
     def do_evaluate(self) -> dict:

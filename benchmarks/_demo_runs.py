@@ -1,0 +1,64 @@
+"""Pretraining and LOSO runs on a finished `micronbert demo` folder, shared by the demo studies
+(demo_pretrain_signal.py, demo_limits.py): the demo's own pretraining frames, samples and face cache."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+
+def demo_frames(demo: Path) -> list[str]:
+    """The demo's pretraining sources in the demo's order (the order is part of the pair schedule)."""
+    from micronbert.demo.pipeline import DemoConfig
+
+    pool = demo / "pretrain_frames"
+    return [str(pool / "real" / Path(v).stem) for v in DemoConfig().real_videos] + [str(pool / "synthetic")]
+
+
+def pretrain_on_demo(demo: Path, run: Path, steps: int, batch: int, signal: str = "cosine",
+                     identity_loss: str | None = None) -> float:
+    """The demo's tiny pretraining (seed 0) into `run`; seconds taken."""
+    from micronbert.config import PretrainConfig, preset
+    from micronbert.train.cache_sources import frame_sources
+    from micronbert.train.pretrain import pretrain
+
+    frames = demo_frames(demo)
+    shutil.rmtree(run, ignore_errors=True)  # the calling script's own output of an earlier run
+    t0 = time.perf_counter()
+    pcfg = PretrainConfig(steps=steps, batch_size=batch, warmup_steps=max(1, steps // 10),
+                          log_every=max(1, steps // 30), ckpt_every=steps, fps=30.0, seed=0,
+                          **({"identity_loss": identity_loss} if identity_loss else {}))
+    pretrain(frames, run, preset("tiny", dma_signal=signal), pcfg, fps=30.0, sources=frame_sources(frames, 30.0),
+             show_progress=False)
+    return time.perf_counter() - t0
+
+
+def loso_on_demo(demo: Path, out: Path, model: str = "micronbert", init: Path | None = None,
+                 freeze_encoder: bool = True, recognition_signal: str | None = "cosine", **recipe) -> dict:
+    """The demo's LOSO (megc2019, seed 0) of one model; `recipe` overrides the family's recipe.
+    `recognition_signal` sets the recognition model's change signal whatever the encoder was pretrained
+    with (None: as its config says)."""
+    import dataclasses
+
+    from micronbert.data.report import ValidationReport
+    from micronbert.train.crossdata import plan
+    from micronbert.train.loso import evaluate
+    from micronbert.train.methods import build_method, default_recipe
+    from micronbert.train.pairdata import eval_table, pair_source
+
+    samples = demo / "samples.csv"
+    report = ValidationReport()
+    table, protocol = eval_table([str(samples)], "megc2019", report)
+    fit = default_recipe(model, freeze_encoder, **recipe)
+    method = build_method(model, protocol.classes, fit, None if init is None else str(init), "tiny", "cpu")
+    if recognition_signal and hasattr(method, "cfg") and hasattr(method.cfg, "dma_signal"):
+        method.cfg = dataclasses.replace(method.cfg, dma_signal=recognition_signal)
+    table, make_folds, mode, meta = plan(table)
+    t0 = time.perf_counter()
+    res = evaluate(table, pair_source(str(demo / "cache"), method.input_size), method, out,
+                   classes=protocol.classes, protocol=protocol.name, seed=0, val_subjects=fit.val_subjects,
+                   report=report, sample_files=[str(samples)], extra_config={}, overwrite=True,
+                   make_folds=make_folds, mode=mode, extra_meta=meta)
+    m = res["metrics"]
+    return {"uf1": round(m["uf1"], 4), "uar": round(m["uar"], 4), "n_samples": m["n_samples"],
+            "samples_sha256": m.get("samples_sha256"), "evaluate_s": round(time.perf_counter() - t0, 1)}

@@ -1,0 +1,77 @@
+"""What limits μ-BERT on the demo's benchmark? One row per change, on development demo folders.
+
+Rows (each LOSO on the demo's 48 samples, the same samples and seed for every row):
+  flow-cnn             the optical-flow CNN baseline
+  no-pretrain          μ-BERT's recognition model on a random encoder (frozen, clean pair only)
+  pretrained           the same on the encoder pretrained `--steps` steps
+  pretrained-cpu       the CPU recipe as shipped (4 cached augmented views, last block trained, 30 epochs)
+  pretrained-long      as "pretrained", on an encoder pretrained 4 × `--steps` steps
+  pretrained-full      full fine-tuning of the pretrained encoder (the "full" recipe as shipped, 20 epochs)
+`--epochs` (15) is that of the flow-cnn, no-pretrain, pretrained and pretrained-long rows; the -cpu and
+-full rows train their recipes' own epochs.
+Run on folders of `micronbert demo --seed 1/2` (not the demo's own seed 0): it guides the next
+change, so it must not see the subjects the demo reports on.
+
+Usage: python benchmarks/demo_limits.py runs/dev1 runs/dev2 [--rows flow-cnn,no-pretrain,...] [--out DIR]
+An existing DIR/<demo>/pretrain-<steps> with weights is reused (delete it to pretrain again).
+Prints one JSON line per finished run, then one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from _common import machine
+from _demo_runs import loso_on_demo, pretrain_on_demo
+
+ROWS = ("flow-cnn", "no-pretrain", "pretrained", "pretrained-cpu", "pretrained-long", "pretrained-full")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("demos", type=Path, nargs="+", help="finished `micronbert demo --out` folders")
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=15, help="epochs of the rows that do not use a shipped recipe")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/demo_limits"))
+    args = ap.parse_args()
+
+    def encoder(demo: Path, steps: int) -> tuple[Path, bool]:
+        run = args.out / demo.name / f"pretrain-{steps}"
+        if (run / "model.safetensors").is_file():
+            return run, True
+        pretrain_on_demo(demo, run, steps, args.batch)
+        return run, False
+
+    rows = []
+    for row in args.rows.split(","):  # row by row, so an interrupted run still has whole rows
+        if row not in ROWS:
+            raise SystemExit(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
+        for demo in args.demos:
+            out = args.out / demo.name / f"evaluate-{row}"
+            extra = {}
+            if row == "flow-cnn":
+                res = loso_on_demo(demo, out, "flow-cnn", freeze_encoder=False, recognition_signal=None,
+                                   epochs=args.epochs)
+            elif row == "no-pretrain":
+                res = loso_on_demo(demo, out, "no-pretrain", epochs=args.epochs, cached_views=0, train_blocks=0)
+            else:
+                steps = args.steps * (4 if row == "pretrained-long" else 1)
+                init, reused = encoder(demo, steps)
+                extra = {"pretrain_steps": steps, "encoder_reused": reused}
+                if row in ("pretrained", "pretrained-long"):
+                    res = loso_on_demo(demo, out, init=init, epochs=args.epochs, cached_views=0, train_blocks=0)
+                elif row == "pretrained-cpu":
+                    res = loso_on_demo(demo, out, init=init)
+                else:
+                    res = loso_on_demo(demo, out, init=init, freeze_encoder=False)
+            rows.append({"demo": str(demo), "row": row, **extra, **res})
+            print(json.dumps(rows[-1]), flush=True)
+    print(json.dumps({"benchmark": "demo_limits", "machine": machine(), "steps": args.steps, "batch": args.batch,
+                      "epochs": args.epochs, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
