@@ -16,26 +16,29 @@ def demo_frames(demo: Path) -> list[str]:
 
 
 def pretrain_on_demo(demo: Path, run: Path, steps: int, batch: int, signal: str = "cosine",
-                     identity_loss: str | None = None) -> float:
-    """The demo's tiny pretraining (seed 0) into `run`; seconds taken."""
+                     identity_loss: str | None = None, frames: list[str] | None = None, **model) -> float:
+    """The demo's tiny pretraining (seed 0) into `run`; seconds taken. `frames`: other pretraining
+    sources than the demo's (e.g. aligned at another size); `model`: preset overrides."""
     from micronbert.config import PretrainConfig, preset
     from micronbert.train.cache_sources import frame_sources
     from micronbert.train.pretrain import pretrain
 
-    frames = demo_frames(demo)
+    frames = frames or demo_frames(demo)
     shutil.rmtree(run, ignore_errors=True)  # the calling script's own output of an earlier run
     t0 = time.perf_counter()
     pcfg = PretrainConfig(steps=steps, batch_size=batch, warmup_steps=max(1, steps // 10),
                           log_every=max(1, steps // 30), ckpt_every=steps, fps=30.0, seed=0,
                           **({"identity_loss": identity_loss} if identity_loss else {}))
-    pretrain(frames, run, preset("tiny", dma_signal=signal), pcfg, fps=30.0, sources=frame_sources(frames, 30.0),
+    pretrain(frames, run, preset("tiny", dma_signal=signal, **model), pcfg, fps=30.0, sources=frame_sources(frames, 30.0),
              show_progress=False)
     return time.perf_counter() - t0
 
 
 def loso_on_demo(demo: Path, out: Path, model: str = "micronbert", init: Path | None = None,
-                 freeze_encoder: bool = True, recognition_signal: str | None = "cosine", **recipe) -> dict:
-    """The demo's LOSO (megc2019, seed 0) of one model; `recipe` overrides the family's recipe.
+                 freeze_encoder: bool = True, recognition_signal: str | None = "cosine", cache: Path | None = None,
+                 **recipe) -> dict:
+    """The demo's LOSO (megc2019, seed 0) of one model; `recipe` overrides the family's recipe; `cache`:
+    a face cache of the demo's samples other than its own (e.g. at another size).
     `recognition_signal` sets the recognition model's change signal whatever the encoder was pretrained
     with (None: as its config says)."""
     import dataclasses
@@ -55,7 +58,7 @@ def loso_on_demo(demo: Path, out: Path, model: str = "micronbert", init: Path | 
         method.cfg = dataclasses.replace(method.cfg, dma_signal=recognition_signal)
     table, make_folds, mode, meta = plan(table)
     t0 = time.perf_counter()
-    res = evaluate(table, pair_source(str(demo / "cache"), method.input_size), method, out,
+    res = evaluate(table, pair_source(str(cache or demo / "cache"), method.input_size), method, out,
                    classes=protocol.classes, protocol=protocol.name, seed=0, val_subjects=fit.val_subjects,
                    report=report, sample_files=[str(samples)], extra_config={}, overwrite=True,
                    make_folds=make_folds, mode=mode, extra_meta=meta)
