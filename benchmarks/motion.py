@@ -156,29 +156,19 @@ def probe(weights: str | None, n: int = 64) -> dict:
     import torch
     import torch.nn.functional as F
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
-    from test_localisation import SIZE, local_warp, noisy  # the localisation test's own pairs
-
     from micronbert.config import preset
     from micronbert.data.builtin import face_photos
     from micronbert.data.pairs import fit_square
     from micronbert.model.checkpoint import load_pretrained
-    from micronbert.model.mubert import MicronBertModel, normalise_images
+    from micronbert.model.mubert import MicronBertModel
+    from micronbert.testing.pairs import local_warp_pairs  # the localisation test's own pairs
 
+    SIZE = 112  # noqa: N806  (the localisation test's faces)
     torch.set_num_threads(1)
     faces = [fit_square(img, SIZE) for img in face_photos().values()]
 
     def pairs(amp, sigma, seed=123):
-        rng = np.random.default_rng(seed)
-        a, b, m = [], [], []
-        for _ in range(n):
-            img = faces[rng.integers(len(faces))]
-            w, mask = local_warp(img, rng, amp=amp)
-            a.append(noisy(img, rng, sigma))
-            b.append(noisy(w, rng, sigma))
-            m.append(mask)
-        return (normalise_images(torch.from_numpy(np.stack(a))), normalise_images(torch.from_numpy(np.stack(b))),
-                np.stack(m))
+        return local_warp_pairs(faces, n, amp, sigma, seed=seed)
 
     @torch.no_grad()
     def signals(model, x, y):

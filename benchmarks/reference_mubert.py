@@ -57,6 +57,7 @@ from micronbert.config import ModelConfig, PretrainConfig, preset
 from micronbert.model.crops import random_resized_crop
 from micronbert.model.encoder import resize_pos_table, sincos_2d
 from micronbert.model.flops import _vit_forward_flops
+from micronbert.model.poi import DinoHead as OurDinoHead
 
 MODES = {"same-objective": "same objective, naive implementation",
          "release": "the release's objective (DINO, 2 global + 8 local crops, decoder fed by the DMA output), "
@@ -174,15 +175,20 @@ def _mlp(a, hidden, b):
     return nn.Sequential(nn.Linear(a, hidden), nn.GELU(), nn.Linear(hidden, b))
 
 
+def frozen_teacher(encoder: nn.Module, head: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """Copies of the student's encoder and head that take no gradient (the EMA teacher)."""
+    teacher_encoder, teacher_head = copy.deepcopy(encoder), copy.deepcopy(head)
+    for p in list(teacher_encoder.parameters()) + list(teacher_head.parameters()):
+        p.requires_grad_(False)
+    return teacher_encoder, teacher_head
+
+
 class Agreement(nn.Module):
     def __init__(self, encoder, cfg):
         super().__init__()
         self.student_head = _mlp(cfg.embed_dim, cfg.proj_dim * 2, cfg.proj_dim)
         self.predictor = _mlp(cfg.proj_dim, cfg.proj_dim * 2, cfg.proj_dim)
-        self.teacher_encoder = copy.deepcopy(encoder)
-        self.teacher_head = copy.deepcopy(self.student_head)
-        for p in list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters()):
-            p.requires_grad_(False)
+        self.teacher_encoder, self.teacher_head = frozen_teacher(encoder, self.student_head)
 
 
 class ReferenceMicronBert(nn.Module):
@@ -301,21 +307,13 @@ class ReleaseDecoder(Decoder):
         return self.pred(self.norm(x))
 
 
-class DinoHead(nn.Module):
-    """3-layer MLP, l2 normalisation, weight-normalised prototypes with the gain frozen at 1."""
+class DinoHead(OurDinoHead):
+    """Our DINO head (the release's layers and names) with the prototype layer's gain frozen at 1, as
+    the release trains it."""
 
     def __init__(self, dim, hidden, bottleneck, out_dim):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, bottleneck))
-        self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck, out_dim, bias=False))
-        gain = self.last_layer.parametrizations.weight.original0
-        with torch.no_grad():
-            gain.fill_(1.0)
-        gain.requires_grad_(False)
-
-    def forward(self, x):
-        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
+        super().__init__(dim, hidden, bottleneck, out_dim)
+        self.last_layer.parametrizations.weight.original0.requires_grad_(False)
 
 
 class DinoAgreement(nn.Module):
@@ -323,10 +321,7 @@ class DinoAgreement(nn.Module):
         super().__init__()
         self.student_head = DinoHead(cfg.embed_dim, cfg.dino_hidden_dim, cfg.dino_bottleneck_dim, cfg.dino_out_dim)
         self.register_buffer("center", torch.zeros(1, cfg.dino_out_dim))
-        self.teacher_encoder = copy.deepcopy(encoder)
-        self.teacher_head = copy.deepcopy(self.student_head)
-        for p in list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters()):
-            p.requires_grad_(False)
+        self.teacher_encoder, self.teacher_head = frozen_teacher(encoder, self.student_head)
 
 
 class ReleaseMicronBert(nn.Module):

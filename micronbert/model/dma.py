@@ -219,16 +219,11 @@ class DiagonalMicroAttention(nn.Module):
         log_ratio = torch.log(diag.float().clamp_min(1e-30)) - torch.log(base.float().clamp_min(1e-30))
         return torch.exp(-log_ratio.abs()).to(diag.dtype)
 
-    def match_diagonal(self, x_query: torch.Tensor, x_key: torch.Tensor) -> torch.Tensor:
-        """The softmax diagonal (B, N) on this module's logits, whatever `signal` is: how much better
-        patch i matches the same place than any other place. Pretraining's contrastive identity term
-        takes −log of it on swapped patches (a self-normalised signal alone has no negatives)."""
-        to_k = self.to_q if self.tie_qk else self.to_k
-        q, k, scale = self._logits(self._split(self.to_q(x_query)), self._split(to_k(x_key)))
-        return self._softmax_diagonal(q, k, scale).mean(1)
-
-    def forward(self, x_query: torch.Tensor, x_key: torch.Tensor, x_value: torch.Tensor):
-        """Patch tokens (B, N, D) each -> (features (B, N, D), diagonal map (B, N) averaged over heads)."""
+    def forward(self, x_query: torch.Tensor, x_key: torch.Tensor, x_value: torch.Tensor, match: bool = False):
+        """Patch tokens (B, N, D) each -> (features (B, N, D), diagonal map (B, N) averaged over heads).
+        match=True adds a third map: the softmax diagonal on the same logits whatever `signal` is (how much
+        better patch i matches the same place than any other), the target of pretraining's contrastive
+        identity term (a self-normalised signal alone has no negatives)."""
         to_k = self.to_q if self.tie_qk else self.to_k
         q, k, v = self._split(self.to_q(x_query)), self._split(to_k(x_key)), self._split(self.to_v(x_value))
         q, k, scale = self._logits(q, k)
@@ -240,4 +235,8 @@ class DiagonalMicroAttention(nn.Module):
             with torch.no_grad():
                 diag = self.change_diagonal(q, k, scale, x_key)
         b, h, n, dh = out.shape
-        return self.proj(out.transpose(1, 2).reshape(b, n, h * dh)), diag.mean(1)
+        result = (self.proj(out.transpose(1, 2).reshape(b, n, h * dh)), diag.mean(1))
+        if match:
+            softmax_diag = diag if self.signal == "paper" and self.diagonal else self._softmax_diagonal(q, k, scale)
+            return (*result, softmax_diag.mean(1))
+        return result

@@ -73,13 +73,13 @@ def pretrain_step_flops(cfg: ModelConfig, pcfg: PretrainConfig, pairs: int) -> f
 
 
 def _identity_flops(cfg: ModelConfig, pcfg: PretrainConfig) -> float:
-    """The contrastive identity term's own forward work for one pair: Q and K projected again and one
-    softmax diagonal (model/dma.match_diagonal); none where the change map already is that diagonal."""
+    """The contrastive identity term's own forward work for one pair: one softmax diagonal on DMA's
+    logits (model/dma.py, match=True); none where the change map already is that diagonal."""
     if not (pcfg.identity_weight > 0 and pcfg.use_swap and cfg.use_dma) or pcfg.identity_loss == "signal" \
             or cfg.dma_signal == "paper":
         return 0.0
     n, d = cfg.num_patches, cfg.embed_dim
-    return 2 * 2 * n * d * d + 2 * n * n * d
+    return 2 * n * n * d
 
 
 def _dma_flops(cfg: ModelConfig) -> tuple[float, float]:

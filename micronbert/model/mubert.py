@@ -48,21 +48,22 @@ class MicronBertModel(nn.Module):
         self.agreement = ContextAgreement(self.encoder, cfg) if (with_agreement and cfg.use_poi) else None
 
     # -- shared by pretraining and recognition -------------------------------------------------------
-    def micro_features(self, tok_first: torch.Tensor, tok_second: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Tokens of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA features and maps."""
-        query, key = self._dma_inputs(tok_first, tok_second)
-        feats, dma_map = self.dma(query, key, tok_first[:, 1:])
+    def micro_features(self, tok_first: torch.Tensor, tok_second: torch.Tensor,
+                       match: bool = False) -> dict[str, torch.Tensor]:
+        """Tokens of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA features and maps
+        (match=True: also DMA's softmax diagonal, "match_map")."""
+        first, second = tok_first[:, 1:], tok_second[:, 1:]
+        query, key = (second, first) if self.cfg.dma_query == "second" else (first, second)
+        feats, dma_map, *softmax_diag = self.dma(query, key, first, match=match)
         if self.cfg.use_poi:
             sal = poi_saliency(tok_second, self.cfg.poi_temperature)
         else:
             sal = torch.ones_like(dma_map)
-        return {"features": feats * sal.unsqueeze(-1), "dma_map": dma_map, "poi_map": sal,
-                "cls_first": tok_first[:, 0], "cls_second": tok_second[:, 0]}
-
-    def _dma_inputs(self, tok_first: torch.Tensor, tok_second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(query, key) patch tokens for DMA, in the order `dma_query` names."""
-        first, second = tok_first[:, 1:], tok_second[:, 1:]
-        return (second, first) if self.cfg.dma_query == "second" else (first, second)
+        out = {"features": feats * sal.unsqueeze(-1), "dma_map": dma_map, "poi_map": sal,
+               "cls_first": tok_first[:, 0], "cls_second": tok_second[:, 0]}
+        if match:
+            out["match_map"] = softmax_diag[0]
+        return out
 
     def encode_pair(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One encoder pass over both frames (concatenated on the batch axis)."""
@@ -89,7 +90,8 @@ class MicronBertModel(nn.Module):
             swapped = frame_t
             mask = torch.zeros(frame_t.shape[0], self.cfg.num_patches, dtype=torch.bool, device=frame_t.device)
         tok_s, tok_b = self.encode_pair(swapped, frame_tp)
-        micro = self.micro_features(tok_s, tok_b)
+        identity = pcfg.identity_weight > 0 and pcfg.use_swap and self.cfg.use_dma
+        micro = self.micro_features(tok_s, tok_b, match=identity and pcfg.identity_loss != "signal")
         dec_in = torch.cat([tok_s[:, :1], tok_s[:, 1:] + micro["features"]], dim=1)
         pred = self.decoder(dec_in)
         target = patchify(frame_t, p)
@@ -103,15 +105,14 @@ class MicronBertModel(nn.Module):
                   # reconstruction error where the patch was swapped: what the network had to undo
                   "loss_rec_swapped": (per_patch * maskf).sum() / maskf.sum().clamp(min=1.0)}
         total = loss_rec
-        if pcfg.identity_weight > 0 and pcfg.use_swap and self.cfg.use_dma:
+        if identity:
             # Swapped patches are identical in both frames: a free "unchanged" label for the diagonal.
             # "contrastive": the softmax diagonal (InfoNCE); "signal": the change map; "both": their sum
-            log_a = torch.zeros_like(micro["dma_map"], dtype=torch.float32)
-            if pcfg.identity_loss in ("signal", "both") or self.cfg.dma_signal == "paper":
-                log_a = log_a + torch.log(micro["dma_map"].float().clamp_min(1e-12))
-            if pcfg.identity_loss in ("contrastive", "both") and self.cfg.dma_signal != "paper":
-                match = self.dma.match_diagonal(*self._dma_inputs(tok_s, tok_b))
-                log_a = log_a + torch.log(match.float().clamp_min(1e-12))
+            # (with the paper's signal the two are one map, taken once).
+            targets = [micro["dma_map"]] if pcfg.identity_loss == "signal" else [micro["match_map"]]
+            if pcfg.identity_loss == "both" and self.cfg.dma_signal != "paper":
+                targets.append(micro["dma_map"])
+            log_a = sum(torch.log(t.float().clamp_min(1e-12)) for t in targets)
             loss_id = -(log_a * maskf).sum() / maskf.sum().clamp(min=1.0)
             losses["loss_identity"] = loss_id
             total = total + pcfg.identity_weight * loss_id

@@ -82,3 +82,46 @@ def motion_pairs(size: int = 32, n_subjects: int = 6, per_class: int = 4, n_clas
                              "label": c, "class_name": f"class{c}", "fold": f"synth/s{s:02d}",
                              "source": f"synthetic:{len(rows) + 2}"})
     return pd.DataFrame(rows), pairs
+
+
+def local_warp(img: np.ndarray, rng: np.random.Generator, amp: float = 2.5, sigma: float = 6.0,
+               patch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Displace the pixels of a square face around a random centre by a Gaussian bump of `amp` px in a
+    random direction -> (warped image, flat mask of the patch cells that moved)."""
+    import cv2
+
+    size = img.shape[0]
+    cy, cx = rng.integers(24, size - 24, size=2)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+    angle = rng.uniform(0, 2 * np.pi)
+    map_x = (xx - amp * np.cos(angle) * bump).astype(np.float32)
+    map_y = (yy - amp * np.sin(angle) * bump).astype(np.float32)
+    out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    grid = size // patch
+    moved = (bump > 0.3).reshape(grid, patch, grid, patch).any(axis=(1, 3))
+    return out, moved.reshape(-1)
+
+
+def add_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Independent Gaussian pixel noise of σ `sigma` (none at 0)."""
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8) if sigma else img
+
+
+def local_warp_pairs(faces: list[np.ndarray], n: int, amp: float, noise: float, seed: int = 123, patch: int = 8):
+    """n (onset, apex) pairs that differ only by a local warp of `amp` px at a random place, independent
+    noise on both frames -> (normalised onsets, normalised apexes, (n, cells) moved-cell masks)."""
+    import torch
+
+    from micronbert.model.mubert import normalise_images
+
+    rng = np.random.default_rng(seed)
+    onsets, apexes, masks = [], [], []
+    for _ in range(n):
+        img = faces[rng.integers(len(faces))]
+        warped, mask = local_warp(img, rng, amp=amp, patch=patch)
+        onsets.append(add_noise(img, rng, noise))
+        apexes.append(add_noise(warped, rng, noise))
+        masks.append(mask)
+    return (normalise_images(torch.from_numpy(np.stack(onsets))), normalise_images(torch.from_numpy(np.stack(apexes))),
+            np.stack(masks))

@@ -115,15 +115,15 @@ def test_cosine_signal_needs_cosine_logits():
         DiagonalMicroAttention(16, cosine_temperature=0.0, signal="cosine")
 
 
-def test_match_diagonal_is_the_softmax_diagonal_on_the_same_logits_whatever_the_signal():
+def test_match_map_is_the_softmax_diagonal_on_the_same_logits_whatever_the_signal():
     torch.manual_seed(0)
     cosine = DiagonalMicroAttention(32, cosine_temperature=0.1, signal="cosine")
     paper = DiagonalMicroAttention(32, cosine_temperature=0.1, signal="paper")
     paper.load_state_dict(cosine.state_dict())
     a, b = torch.randn(2, 25, 32), torch.randn(2, 25, 32)
     _, softmax_map = paper(b, a, a)
-    assert torch.allclose(cosine.match_diagonal(b, a), softmax_map, atol=1e-6)
-    _, cosine_map = cosine(b, a, a)
+    _, cosine_map, match = cosine(b, a, a, match=True)
+    assert torch.allclose(match, softmax_map, atol=1e-6)
     assert not torch.allclose(cosine_map, softmax_map, atol=1e-3)
 
 
@@ -134,8 +134,8 @@ def test_contrastive_identity_target_punishes_collapse_the_cosine_signal_rewards
     torch.manual_seed(0)
     dma = DiagonalMicroAttention(32, cosine_temperature=0.1, signal="cosine")
     same = torch.randn(1, 1, 32).expand(2, 49, 32).contiguous()
-    _, change = dma(same, same, same)
+    _, change, match = dma(same, same, same, match=True)
     assert torch.allclose(-torch.log(change), torch.zeros_like(change), atol=1e-5)
-    assert torch.allclose(-torch.log(dma.match_diagonal(same, same)), torch.full((2, 49), math.log(49)), atol=1e-4)
+    assert torch.allclose(-torch.log(match), torch.full((2, 49), math.log(49)), atol=1e-4)
     distinct = torch.randn(2, 49, 32)
-    assert (-torch.log(dma.match_diagonal(distinct, distinct))).mean() < 0.5 * math.log(49)
+    assert (-torch.log(dma(distinct, distinct, distinct, match=True)[2])).mean() < 0.5 * math.log(49)

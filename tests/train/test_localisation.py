@@ -17,31 +17,12 @@ from micronbert.data.builtin import face_photos
 from micronbert.data.frames import write_image
 from micronbert.data.pairs import fit_square
 from micronbert.model.checkpoint import load_pretrained
-from micronbert.model.mubert import MicronBertModel, normalise_images
+from micronbert.model.mubert import MicronBertModel
+from micronbert.testing.pairs import local_warp, local_warp_pairs
 from micronbert.train.pretrain import pretrain
 
 SIZE, PATCH = 112, 8
-GRID = SIZE // PATCH
 AMP, NOISE = 1.5, 3.0  # a 1.5 px action, independent pixel noise σ = 3 on both frames
-
-
-def local_warp(img, rng, amp=2.5, sigma=6.0):
-    """Displace pixels around a random centre by a Gaussian bump; returns the image and the patch mask."""
-    import cv2
-
-    cy, cx = rng.integers(24, SIZE - 24, size=2)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
-    angle = rng.uniform(0, 2 * np.pi)
-    map_x = (xx - amp * np.cos(angle) * bump).astype(np.float32)
-    map_y = (yy - amp * np.sin(angle) * bump).astype(np.float32)
-    out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    moved = (bump > 0.3).reshape(GRID, PATCH, GRID, PATCH).any(axis=(1, 3))
-    return out, moved.reshape(-1)
-
-
-def noisy(img, rng, sigma):
-    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8) if sigma else img
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +32,7 @@ def faces():
 
 @pytest.fixture(scope="module")
 def probe_pairs(faces):
-    rng = np.random.default_rng(123)
-    a, b, masks = [], [], []
-    for _ in range(48):
-        img = faces[rng.integers(len(faces))]
-        warped, mask = local_warp(img, rng, amp=AMP)
-        a.append(noisy(img, rng, NOISE))
-        b.append(noisy(warped, rng, NOISE))
-        masks.append(mask)
-    return (normalise_images(torch.from_numpy(np.stack(a))), normalise_images(torch.from_numpy(np.stack(b))),
-            np.stack(masks))
+    return local_warp_pairs(faces, 48, AMP, NOISE, seed=123, patch=PATCH)
 
 
 def hit_rate(model, pairs, signal=None):
