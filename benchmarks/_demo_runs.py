@@ -36,11 +36,12 @@ def pretrain_on_demo(demo: Path, run: Path, steps: int, batch: int, signal: str 
 
 def loso_on_demo(demo: Path, out: Path, model: str = "micronbert", init: Path | None = None,
                  freeze_encoder: bool = True, recognition_signal: str | None = "cosine", cache: Path | None = None,
-                 **recipe) -> dict:
+                 switches: dict | None = None, **recipe) -> dict:
     """The demo's LOSO (megc2019, seed 0) of one model; `recipe` overrides the family's recipe; `cache`:
     a face cache of the demo's samples other than its own (e.g. at another size).
     `recognition_signal` sets the recognition model's change signal whatever the encoder was pretrained
-    with (None: as its config says)."""
+    with (None: as its config says); `switches`: other ModelConfig fields set for recognition (e.g.
+    dma_shift_px on an encoder saved before it existed)."""
     import dataclasses
 
     from micronbert.data.report import ValidationReport
@@ -56,6 +57,8 @@ def loso_on_demo(demo: Path, out: Path, model: str = "micronbert", init: Path | 
     method = build_method(model, protocol.classes, fit, None if init is None else str(init), "tiny", "cpu")
     if recognition_signal and hasattr(method, "cfg") and hasattr(method.cfg, "dma_signal"):
         method.cfg = dataclasses.replace(method.cfg, dma_signal=recognition_signal)
+    if switches:
+        method.cfg = dataclasses.replace(method.cfg, **switches)
     table, make_folds, mode, meta = plan(table)
     t0 = time.perf_counter()
     res = evaluate(table, pair_source(str(cache or demo / "cache"), method.input_size), method, out,

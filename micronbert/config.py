@@ -56,6 +56,9 @@ class ModelConfig:
     head_dma_map: bool = True
     # "grid": a small conv head over the patch grid with signed change; "paper": mean-pooled (release).
     head: str = "grid"
+    # Directional DMA (model/direction.py): the grid head also gets which way each patch moved, from the
+    # change maps of the apex shifted by ±dma_shift_px pixels in x and y (0: off; at most 1).
+    dma_shift_px: float = 0.5
     # Fine registration of apex onto onset before the pair is compared (faces/register.py):
     # "translation", "euclidean" or "none" (the no-registration ablation, and the release).
     registration: str = "translation"
@@ -88,6 +91,8 @@ class ModelConfig:
             raise MicronbertError(f"registration must be 'translation', 'euclidean' or 'none', not {self.registration!r}")
         if self.head not in ("grid", "paper"):
             raise MicronbertError(f"head must be 'grid' or 'paper', not {self.head!r}")
+        if not 0.0 <= self.dma_shift_px <= 1.0:
+            raise MicronbertError(f"dma_shift_px must be in [0, 1] (pixels), not {self.dma_shift_px}")
         if self.dma_query not in ("first", "second"):
             raise MicronbertError(f"dma_query must be 'first' or 'second', not {self.dma_query!r}")
 

@@ -73,6 +73,8 @@ def model_config_from_dict(data: dict, where: str) -> ModelConfig:
     """ModelConfig from a saved config.json's "model" section; older files keep their formulation."""
     if "dma_signal" not in data:
         data = {**data, **{k: v for k, v in _LEGACY_MODEL_FIELDS.items() if k not in data}}
+    if "dma_shift_px" not in data:  # saved before directional DMA: its head has no direction channels
+        data = {**data, "dma_shift_px": 0.0}
     return from_dict(ModelConfig, data, where)
 
 

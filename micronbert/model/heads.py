@@ -10,7 +10,7 @@ Two heads (ModelConfig.head):
 - "paper": mean of the PoI-gated DMA tokens over all patches + the apex contextual token (+ the change
   map embedded, with `head_dma_map`), as before.
 Without DMA (the ablation, `use_dma=False`) neither head sees the DMA diagonal at all: F_DMA comes from
-plain cross-attention, the grid head's gate is PoI alone and it has no change-map channel.
+plain cross-attention, the grid head's gate is PoI alone and it has no change-map or direction channel.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from micronbert.config import ModelConfig
+from micronbert.model.direction import SHIFTS, motion_from_changes, shifted_views
 from micronbert.model.mubert import MicronBertModel
 
 
@@ -51,13 +52,14 @@ class MotionGridHead(nn.Module):
     """Per-patch signed change on the grid -> strided convs -> coarse layout -> logits (see the module doc)."""
 
     def __init__(self, dim: int, num_classes: int, grid: int, width: int = 32, dropout: float = 0.1,
-                 use_change: bool = True):
+                 use_change: bool = True, use_direction: bool = False):
         super().__init__()
         self.grid = grid
         self.use_change = use_change
+        self.use_direction = use_direction
         self.diff = nn.Linear(dim, width)   # signed token change, apex − onset
         self.feat = nn.Linear(dim, width)   # PoI-gated F_DMA
-        in_ch = 2 * width + (1 if use_change else 0)
+        in_ch = 2 * width + (1 if use_change else 0) + (2 if use_direction else 0)
         # two stride-2 convolutions: 14×14 (tiny) -> 4×4, 28×28 (small) -> 7×7; plain ops, ONNX exports them
         self.conv = nn.Sequential(nn.Conv2d(in_ch, width, 3, stride=2, padding=1), nn.GELU(),
                                   nn.Conv2d(width, width, 3, stride=2, padding=1), nn.GELU())
@@ -81,6 +83,8 @@ class MotionGridHead(nn.Module):
         parts = [self.diff(delta) * gate, self.feat(micro["features"])]
         if self.use_change:
             parts.append(change)
+        if self.use_direction:
+            parts.append(micro["dma_motion"])
         x = torch.cat(parts, dim=-1)  # (B, N, C)
         b, n, c = x.shape
         x = self.conv(x.transpose(1, 2).reshape(b, c, self.grid, self.grid)).flatten(1)
@@ -96,22 +100,39 @@ class MicronBertClassifier(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         self.backbone = MicronBertModel(cfg, with_decoder=False, with_agreement=False)
+        # directional DMA: the grid head only, and never without DMA (it is read from the diagonal)
+        self.shift_px = cfg.dma_shift_px if (cfg.head == "grid" and cfg.use_dma) else 0.0
         if cfg.head == "grid":
-            self.head = MotionGridHead(cfg.embed_dim, num_classes, cfg.grid, dropout=dropout, use_change=cfg.use_dma)
+            self.head = MotionGridHead(cfg.embed_dim, num_classes, cfg.grid, dropout=dropout, use_change=cfg.use_dma,
+                                       use_direction=self.shift_px > 0)
         else:
             use_map = cfg.head_dma_map and cfg.use_dma  # the no-DMA ablation never sees the diagonal
             self.head = RecognitionHead(cfg.embed_dim, num_classes, dropout,
                                         num_patches=cfg.num_patches if use_map else 0)
 
-    def from_tokens(self, tok_onset: torch.Tensor, tok_apex: torch.Tensor) -> dict[str, torch.Tensor]:
-        """From encoder tokens (so a frozen encoder's outputs can be cached and reused)."""
+    def pair_frames(self, onset: torch.Tensor, apex: torch.Tensor) -> list[torch.Tensor]:
+        """The frames the encoder sees for a pair: onset, apex, then (directional DMA) the shifted apexes."""
+        return [onset, apex] + (shifted_views(apex, self.shift_px) if self.shift_px else [])
+
+    def from_tokens(self, tok_onset: torch.Tensor, tok_apex: torch.Tensor,
+                    tok_shifted: tuple[torch.Tensor, ...] | list[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
+        """From encoder tokens (so a frozen encoder's outputs can be cached and reused); `tok_shifted`: the
+        shifted apexes' tokens in pair_frames order (needed with directional DMA)."""
         micro = self.backbone.micro_features(tok_onset, tok_apex)
         micro["tokens_first"], micro["tokens_second"] = tok_onset[:, 1:], tok_apex[:, 1:]
+        if self.shift_px:
+            if len(tok_shifted) != len(SHIFTS):
+                raise ValueError(f"directional DMA needs the tokens of {len(SHIFTS)} shifted apexes, "
+                                 f"got {len(tok_shifted)}")
+            changes = torch.stack([self.backbone.change_map(tok_onset, t) for t in tok_shifted])
+            micro["dma_motion"] = motion_from_changes(changes)
         micro["logits"] = self.head(micro)
         return micro
 
     def forward_all(self, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.from_tokens(*self.backbone.encode_pair(onset, apex))
+        frames = self.pair_frames(onset, apex)
+        tokens = self.backbone.encoder(torch.cat(frames, dim=0)).chunk(len(frames), dim=0)
+        return self.from_tokens(tokens[0], tokens[1], tokens[2:])
 
     def forward(self, onset: torch.Tensor, apex: torch.Tensor) -> torch.Tensor:
         return self.forward_all(onset, apex)["logits"]

@@ -65,6 +65,12 @@ class MicronBertModel(nn.Module):
             out["match_map"] = softmax_diag[0]
         return out
 
+    def change_map(self, tok_first: torch.Tensor, tok_second: torch.Tensor) -> torch.Tensor:
+        """−log a_i (B, N): DMA's change map alone (0 = unchanged), without features or PoI."""
+        first, second = tok_first[:, 1:], tok_second[:, 1:]
+        query, key = (second, first) if self.cfg.dma_query == "second" else (first, second)
+        return -torch.log(self.dma.change_map(query, key).clamp_min(1e-8))
+
     def encode_pair(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One encoder pass over both frames (concatenated on the batch axis)."""
         tokens = self.encoder(torch.cat([first, second], dim=0))

@@ -42,7 +42,7 @@ class MicronBertMethod(TrainedMethod):
         self.device = torch.device(device)
         self.name = name
         self.data: PairData | None = None
-        self.tokens: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.tokens: tuple[torch.Tensor, ...] | None = None  # cached hidden states, one per pair frame
 
     @property
     def input_size(self) -> int:
@@ -73,8 +73,9 @@ class MicronBertMethod(TrainedMethod):
         return max(0, self.cfg.depth - self.recipe.train_blocks)
 
     def prepare(self, data: PairData, seed: int = 0) -> None:
-        """Keep the (registered) frames; with a frozen encoder, run its frozen part once per sample and
-        view (the clean pair, then `cached_views` paired-augmented ones), reused by every fold."""
+        """Keep the (registered) frames; with a frozen encoder, run its frozen part once per sample, view
+        (the clean pair, then `cached_views` paired-augmented ones) and frame of `pair_frames` (the shifted
+        apexes are shifted after augmentation, as at inference), reused by every fold."""
         if data.size != self.cfg.img_size:
             raise MicronbertError(f"faces are {data.size} px but the model expects {self.cfg.img_size} px "
                                   f"(preset/--init and the cache disagree)")
@@ -85,23 +86,27 @@ class MicronBertMethod(TrainedMethod):
         self.data = data
         if self.recipe.freeze_encoder:
             torch.manual_seed(seed)  # only matters for a random (no-pretrain) frozen encoder
-            encoder = self.build().backbone.encoder.eval()
+            model = self.build().eval()
+            encoder = model.backbone.encoder
             keep = torch.float16 if self.device.type == "cuda" else torch.float32
             gen = torch.Generator().manual_seed(seed + 7919)
             views = 1 + (self.recipe.cached_views if self.recipe.augment else 0)
-            outs: tuple[list, list] = ([], [])
+            outs: list[list] = []  # per frame of pair_frames (onset, apex, shifted apexes): (V, b, 1+N, D) each
             with torch.no_grad():
                 for start in progress(range(0, len(data), 32), desc="encode (frozen)", unit="batch", leave=False):
                     onset = to_float(data.onset[start:start + 32], self.device)
                     apex = to_float(data.apex[start:start + 32], self.device)
-                    per_view = ([], [])
+                    per_view: list[list] = []
                     for v in range(views):
                         o, a = (onset, apex) if v == 0 else paired_augment(onset, apex, self.recipe, gen)
-                        for j, x in enumerate((o, a)):
-                            per_view[j].append(encoder.hidden(normalise_images(x), self.first_trained_block).to(keep))
-                    for j in range(2):
-                        outs[j].append(torch.stack(per_view[j]))  # (V, b, 1+N, D)
-            self.tokens = (torch.cat(outs[0], 1), torch.cat(outs[1], 1))
+                        frames = model.pair_frames(normalise_images(o), normalise_images(a))
+                        per_view = per_view or [[] for _ in frames]
+                        for j, x in enumerate(frames):
+                            per_view[j].append(encoder.hidden(x, self.first_trained_block).to(keep))
+                    outs = outs or [[] for _ in per_view]
+                    for j, hid in enumerate(per_view):
+                        outs[j].append(torch.stack(hid))
+            self.tokens = tuple(torch.cat(o, 1) for o in outs)
 
     def batch_logits(self, model) -> BatchLogits:
         def fn(idx: np.ndarray, train: bool, gen):
@@ -110,9 +115,9 @@ class MicronBertMethod(TrainedMethod):
                 views = self.tokens[0].shape[0]
                 v = (torch.randint(0, views, (len(idx),), generator=gen).to(t.device) if train and views > 1
                      else torch.zeros_like(t))
-                hidden = torch.cat([self.tokens[0][v, t], self.tokens[1][v, t]]).float()
-                tok = model.backbone.encoder.finish(hidden, self.first_trained_block)
-                return model.from_tokens(*tok.chunk(2))["logits"]
+                hidden = torch.cat([frame[v, t] for frame in self.tokens]).float()
+                tok = model.backbone.encoder.finish(hidden, self.first_trained_block).chunk(len(self.tokens))
+                return model.from_tokens(tok[0], tok[1], tok[2:])["logits"]
             onset, apex = to_float(self.data.onset[idx], self.device), to_float(self.data.apex[idx], self.device)
             if train and self.recipe.augment:
                 onset, apex = paired_augment(onset, apex, self.recipe, gen)
@@ -135,12 +140,14 @@ METHODS: dict[str, MethodSpec] = {
     "micronbert": MethodSpec("μ-BERT: pretrained encoder (--init), DMA, PoI", "mubert"),
     "no-dma": MethodSpec("μ-BERT with plain cross-attention in place of DMA", "mubert", {"use_dma": False}),
     "no-poi": MethodSpec("μ-BERT without PoI gating", "mubert", {"use_poi": False}),
+    "no-direction": MethodSpec("μ-BERT without directional DMA (the change map's size only, not which way)",
+                               "mubert", {"dma_shift_px": 0.0}),
     "no-registration": MethodSpec("μ-BERT without fine registration of the apex onto the onset", "mubert",
                                   {"registration": "none"}),
     "paper": MethodSpec("μ-BERT as the paper/release formulates it: raw softmax diagonal on dot-product logits, "
                         "mean-pooled head with the apex contextual token, no registration (give it --init "
                         "weights pretrained with --dma-temperature 0 --identity-weight 0)", "mubert",
-                        {"dma_signal": "paper", "dma_cosine_temperature": 0.0, "head": "paper",
+                        {"dma_signal": "paper", "dma_cosine_temperature": 0.0, "head": "paper", "dma_shift_px": 0.0,
                          "head_dma_map": False, "registration": "none"}),
     "no-pretrain": MethodSpec("μ-BERT from random initialisation (architecture of --init or --preset, its "
                               "weights unused)", "mubert", uses_init=False),

@@ -4,7 +4,8 @@ Class-weighted cross-entropy (the datasets are imbalanced), paired augmentation 
 small rotation and colour jitter drawn per sample and applied to *both* frames, so the onset→apex
 difference is the signal), AdamW with optional layer-wise lr decay, warm-up + cosine, a fixed number of
 epochs. With `freeze_encoder` the encoder's first blocks run once per sample on the clean pair and on
-`cached_views` paired-augmented views (drawn once, reused every epoch); the last `train_blocks` blocks,
+`cached_views` paired-augmented views (drawn once, reused every epoch), for every frame the model compares
+(onset, apex and, with directional DMA, the apex's four shifted copies); the last `train_blocks` blocks,
 DMA and the head train on that cache. PoI has no parameters of its own.
 
 `FinetuneConfig`'s field defaults are the full fine-tuning recipe; `RECIPE_FAMILIES` states only how the

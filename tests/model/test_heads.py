@@ -104,9 +104,10 @@ def test_a_config_saved_before_the_change_signal_existed_keeps_the_paper_formula
     cfg = preset("test", dma_cosine_temperature=0.0, dma_signal="paper")
     save_model(tmp_path, MicronBertModel(cfg).state_dict(), cfg)
     data = json.loads((tmp_path / "config.json").read_text())
-    for key in ("dma_signal", "head", "registration"):
+    for key in ("dma_signal", "head", "registration", "dma_shift_px"):
         del data["model"][key]  # as written by an older micronbert
     (tmp_path / "config.json").write_text(json.dumps(data))
     _, old, _ = load_model_dir(tmp_path)
-    assert (old.dma_signal, old.head, old.registration) == ("paper", "paper", "none")
+    assert (old.dma_signal, old.head, old.registration, old.dma_shift_px) == ("paper", "paper", "none", 0.0)
     assert to_dict(preset("test"))["dma_signal"] == "cosine"  # new configs get the new default
+    assert to_dict(preset("test"))["dma_shift_px"] == 0.5

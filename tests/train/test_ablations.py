@@ -12,8 +12,9 @@ EXPECTED = {
     "no-dma": {"use_dma"},
     "no-poi": {"use_poi"},
     "no-registration": {"registration"},
+    "no-direction": {"dma_shift_px"},
     "no-pretrain": set(),  # same architecture, no --init weights (checked below)
-    "paper": {"dma_signal", "dma_cosine_temperature", "head", "head_dma_map", "registration"},
+    "paper": {"dma_signal", "dma_cosine_temperature", "head", "head_dma_map", "registration", "dma_shift_px"},
 }
 
 

@@ -83,8 +83,9 @@ def test_frozen_encoder_caches_views_and_trains_only_its_last_block_and_the_rest
     init = MicronBertClassifier(preset("test"), 3).backbone.state_dict()
     m = MicronBertMethod(preset("test"), classes3, default_recipe("micronbert", True, epochs=2), init_state=init)
     m.prepare(data)
-    # the CPU recipe: clean + 4 augmented views of the frozen part's output (all blocks but the last)
-    assert m.tokens[0].shape == (5, len(table), 1 + 16, 32)
+    # the CPU recipe: clean + 4 augmented views of the frozen part's output (all blocks but the last),
+    # for the onset, the apex and (directional DMA) its four shifted copies
+    assert len(m.tokens) == 6 and all(t.shape == (5, len(table), 1 + 16, 32) for t in m.tokens)
     model, _ = m.fit(np.arange(len(table)), labels, seed=0)
     enc = model.backbone.encoder
     last = f"blocks.{len(enc.blocks) - 1}."
