@@ -63,7 +63,7 @@ def sample_panels(demo, n: int = 3) -> tuple[list[tuple[str, bytes]], list[dict]
 
     from micronbert.synth import action_map, read_actions
     from micronbert.faces.cache import FaceCache
-    from micronbert.infer.maps import load_backbone_any, pair_maps
+    from micronbert.infer.maps import load_backbone_any, pair_maps, pair_motion
     from micronbert.infer.visualise import change_map, pair_figure
 
     weights = demo.classifier if (demo.classifier / "model.safetensors").is_file() else demo.pretrained
@@ -87,9 +87,12 @@ def sample_panels(demo, n: int = 3) -> tuple[list[tuple[str, bytes]], list[dict]
             seen_subjects.add(str(row.subject))
             tmp = demo.out / "figures" / f"pair_{row.sample_id.replace('/', '_')}.png"
             tmp.parent.mkdir(parents=True, exist_ok=True)
+            # which way the most-changed patches moved (directional DMA; None for a config without it)
+            motion = pair_motion(model, s.frame(int(row.onset)), s.frame(int(row.apex)))
             pair_figure(maps["first"], maps["second"], maps["dma_map"], maps["poi_map"], tmp,
                         title=f"{row.sample_id}: {row.emotion} (AU {row.aus}), "
-                              f"top-change overlap {st['overlap']:.2f} vs chance {st['chance']:.2f}")
+                              f"top-change overlap {st['overlap']:.2f} vs chance {st['chance']:.2f}",
+                        motion=motion)
             figs.append((f"{row.sample_id} {row.emotion}", tmp.read_bytes()))
     pd.DataFrame(stats).to_csv(demo.out / "dma_overlap.csv", index=False)
     return figs, stats

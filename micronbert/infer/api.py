@@ -3,7 +3,7 @@
     from micronbert import MicronBert
     mb = MicronBert.from_pretrained("runs/casme2-finetune")     # a model folder (safetensors only)
     out = mb.predict_pair(onset_rgb, apex_rgb)                  # aligned RGB uint8 faces
-    out["label"], out["probabilities"], out["dma_map"], out["poi_map"]
+    out["label"], out["probabilities"], out["dma_map"], out["poi_map"]   # + out["dma_motion"] (directional DMA)
     table = mb.predict("clip.mp4")                              # faces, spotting, one row per interval
 """
 from __future__ import annotations
@@ -79,13 +79,15 @@ class MicronBert:
     # -- pairs -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def forward_batch(self, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:
-        """uint8 (B, S, S, 3) onsets/apexes (already `size`) -> probabilities (B, C), dma_map/poi_map (B, g, g).
+        """uint8 (B, S, S, 3) onsets/apexes (already `size`) -> probabilities (B, C), dma_map/poi_map (B, g, g)
+        and, when the model has directional DMA (model.shift_px > 0), dma_motion (B, g, g, 2): each patch's
+        signed motion (x, y), positive = right / down (the key is absent otherwise).
         Each apex is first registered onto its onset as the model was trained (ModelConfig.registration)."""
         from micronbert.faces.register import register_pairs
         from micronbert.model.mubert import normalise_images
 
         registration = getattr(self.config, "registration", "none")
-        probs, dmas, pois = [], [], []
+        probs, dmas, pois, motions = [], [], [], []
         for s in range(0, len(onsets), batch_size):
             onset, apex = onsets[s:s + batch_size], apexes[s:s + batch_size]
             if registration != "none":
@@ -97,20 +99,31 @@ class MicronBert:
             probs.append(torch.softmax(out["logits"].float(), -1).cpu().numpy())
             dmas.append(out["dma_map"].float().view(-1, g, g).cpu().numpy())
             pois.append(out["poi_map"].float().view(-1, g, g).cpu().numpy())
-        return {"probabilities": np.concatenate(probs), "dma_map": np.concatenate(dmas),
-                "poi_map": np.concatenate(pois)}
+            if "dma_motion" in out:
+                motions.append(out["dma_motion"].float().view(-1, g, g, 2).cpu().numpy())
+        res = {"probabilities": np.concatenate(probs), "dma_map": np.concatenate(dmas),
+               "poi_map": np.concatenate(pois)}
+        if motions:
+            res["dma_motion"] = np.concatenate(motions)
+        return res
 
     def predict_pair(self, onset, apex) -> dict[str, Any]:
-        """Aligned RGB uint8 face images (arrays or paths) -> {probabilities {class: p}, label, dma_map, poi_map}.
+        """Aligned RGB uint8 face images (arrays or paths) -> {probabilities {class: p}, label, dma_map, poi_map}
+        (+ dma_motion with directional DMA).
 
         The maps are (grid, grid): dma_map is the DMA diagonal (low = the face changed there), poi_map the
-        PoI saliency (mean 1).
+        PoI saliency (mean 1). dma_motion (grid, grid, 2) is which way each patch moved (x, y; positive =
+        right / down, in DMA's units, not pixels); it is there only for a model with directional DMA
+        (ModelConfig.dma_shift_px > 0, grid head, DMA on), absent for older or ablated classifiers.
         """
         out = self.forward_batch(as_rgb(onset, self.size)[None], as_rgb(apex, self.size)[None])
         p = out["probabilities"][0]
-        return {"probabilities": {c: float(v) for c, v in zip(self.classes, p)},
-                "label": self.classes[int(p.argmax())],
-                "dma_map": out["dma_map"][0], "poi_map": out["poi_map"][0]}
+        res = {"probabilities": {c: float(v) for c, v in zip(self.classes, p)},
+               "label": self.classes[int(p.argmax())],
+               "dma_map": out["dma_map"][0], "poi_map": out["poi_map"][0]}
+        if "dma_motion" in out:
+            res["dma_motion"] = out["dma_motion"][0]
+        return res
 
     def dma_map(self, onset, apex) -> np.ndarray:
         """The (grid, grid) DMA diagonal of a pair: how much each patch still matches (low = change)."""

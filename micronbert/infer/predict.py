@@ -51,7 +51,7 @@ class PredictionResult:
     crops: dict[int, np.ndarray] = field(default_factory=dict)   # aligned onset/apex crops by position
     signal: np.ndarray | None = None
     threshold: float | None = None      # the spotting threshold in signal units
-    maps: list[dict] = field(default_factory=list)
+    maps: list[dict] = field(default_factory=list)  # per interval: dma_map, poi_map (+ dma_motion)
     transform: np.ndarray | None = None  # source pixel -> aligned crop pixel (one per clip)
     size: int = 0                        # aligned crop side
     frame_shape: tuple | None = None     # the clip's frame shape (frames of another size are left out)
@@ -291,7 +291,8 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
         if not (row["onset_face"] and row["apex_face"]):
             notes.append(f"interval {j}: no face found in the aligned onset/apex frame; the prediction is unreliable")
         rows.append(row)
-        result.maps.append({"dma_map": out["dma_map"][j], "poi_map": out["poi_map"][j]})
+        result.maps.append({"dma_map": out["dma_map"][j], "poi_map": out["poi_map"][j],
+                            **({"dma_motion": out["dma_motion"][j]} if "dma_motion" in out else {})})
     result.table = pd.DataFrame(rows, columns=_columns(mb.classes))
     if out_dir is not None:
         write_outputs(result, mb, Path(out_dir), video, src)

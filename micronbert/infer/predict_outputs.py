@@ -1,5 +1,5 @@
 """What `predict_clip` writes to its out folder: one figure per interval (onset/apex crops with the DMA
-and PoI maps), the motion-signal timeline, predictions.csv/.json and, with --video, the annotated
+and PoI maps, and with directional DMA arrows for which way the most-changed patches moved), the motion-signal timeline, predictions.csv/.json and, with --video, the annotated
 aligned clip. `result` is a micronbert.infer.predict.PredictionResult, `src` the clip's FrameSource
 (re-read one frame at a time for the video)."""
 from __future__ import annotations
@@ -24,7 +24,8 @@ def write_outputs(result, mb, out_dir: Path, video: bool, src) -> None:
         pair_figure(result.crops.get(iv.onset, blank), result.crops.get(iv.apex, blank), result.maps[j]["dma_map"],
                     result.maps[j]["poi_map"] if mb.config.use_poi else None, out_dir / name,
                     title=f"{Path(clip.source).name}: onset {row['onset']}, apex {row['apex']} → "
-                          f"{row['label']} ({row['confidence']:.2f}){tag}")
+                          f"{row['label']} ({row['confidence']:.2f}){tag}",
+                    motion=result.maps[j].get("dma_motion"))
         table.loc[j, "image"] = name
     if result.signal is not None:
         timeline_figure(result.signal, clip.fps, result.threshold, result.intervals, table, out_dir / "timeline.png",

@@ -1,7 +1,8 @@
 """Heat-maps over faces: DMA (where the two frames stopped matching) and PoI (where the model looks).
 
 A low DMA diagonal a_i marks local change, so `change_map` turns it into "bright = moved":
-per-image min-max of −log a_i.
+per-image min-max of −log a_i. With directional DMA (model/direction.py) the pair figure also draws
+which way the most-changed patches moved, as arrows over the change panel.
 """
 from __future__ import annotations
 
@@ -42,9 +43,36 @@ def difference_image(onset: np.ndarray, apex: np.ndarray, gain: float | None = N
     return np.repeat(g[..., None], 3, axis=-1)
 
 
+def motion_arrows(change: np.ndarray, motion: np.ndarray, image_shape: tuple[int, int], top: float = 0.15,
+                  longest_cells: float = 1.5) -> tuple[np.ndarray, ...]:
+    """Arrows for the most-changed cells: (x, y, u, v) in image pixels (y down, like the motion).
+
+    `change` (g, g) in [0, 1], `motion` (g, g, 2) signed (x, y); only the ceil(top · g²) cells with the
+    most change get an arrow (so the picture stays readable), at the cell centre, scaled so that the
+    longest drawn arrow is `longest_cells` cells long (the motion's units are DMA's, not pixels: only
+    directions and relative lengths within one pair mean anything).
+    """
+    g = change.shape[0]
+    if motion.shape != (*change.shape, 2):
+        raise ValueError(f"motion must be (g, g, 2) = {(*change.shape, 2)}, got {motion.shape}")
+    h, w = image_shape
+    cell_h, cell_w = h / g, w / g
+    n = change.size
+    idx = np.argsort(change.ravel(), kind="stable")[::-1][:max(1, int(np.ceil(top * n)))]
+    rows, cols = np.divmod(idx, g)
+    vec = np.asarray(motion, dtype=np.float64).reshape(n, 2)[idx]
+    longest = float(np.hypot(vec[:, 0], vec[:, 1]).max())
+    scale = longest_cells * min(cell_h, cell_w) / longest if longest > 0 else 0.0
+    return (cols + 0.5) * cell_w, (rows + 0.5) * cell_h, vec[:, 0] * scale, vec[:, 1] * scale
+
+
 def pair_figure(onset: np.ndarray, apex: np.ndarray, dma_map: np.ndarray, poi_map: np.ndarray | None,
-                path: str | os.PathLike, title: str = "") -> None:
-    """One PNG: onset, apex, |difference|, DMA change over apex, PoI over apex. Written atomically."""
+                path: str | os.PathLike, title: str = "", motion: np.ndarray | None = None) -> None:
+    """One PNG: onset, apex, |difference|, DMA change over apex, PoI over apex. Written atomically.
+
+    `motion` (g, g, 2), the directional-DMA motion (x, y; positive = right / down) of each patch: drawn
+    as arrows on the change panel for the top ~15% changed cells (see motion_arrows).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,15 +80,24 @@ def pair_figure(onset: np.ndarray, apex: np.ndarray, dma_map: np.ndarray, poi_ma
 
     from micronbert.utils.io import atomic_save
 
+    change = change_map(dma_map)
+    arrows = motion_arrows(change, np.asarray(motion), apex.shape[:2]) if motion is not None else None
     # heat-map panels carry a colour bar: min-max scaled per image, so 0/1 mean "least/most in this pair"
     panels = [("onset", onset, None), ("apex", apex, None),
               ("|apex − onset|", difference_image(onset, apex), ("gray", "difference (amplified)")),
-              ("DMA change", overlay(apex, change_map(dma_map)), ("jet", "change (0 = none, 1 = most)"))]
+              ("DMA change" if arrows is None else "DMA change + direction", overlay(apex, change),
+               ("jet", "change (0 = none, 1 = most)"))]
     if poi_map is not None:
         panels.append(("PoI saliency", overlay(apex, scale01(poi_map)), ("jet", "saliency (scaled 0-1)")))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3.3))
-    for ax, (name, img, bar) in zip(axes, panels):
+    for i, (ax, (name, img, bar)) in enumerate(zip(axes, panels)):
         ax.imshow(img)
+        if i == 3 and arrows is not None:
+            # data units with the image's y axis (down), so an arrow ends where the patch moved to
+            ax.quiver(*arrows, angles="xy", scale_units="xy", scale=1, color="white", edgecolor="black",
+                      linewidth=0.5, width=0.012, headwidth=3.5, headlength=4, headaxislength=3.5)
+            ax.set_xlim(-0.5, img.shape[1] - 0.5)
+            ax.set_ylim(img.shape[0] - 0.5, -0.5)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
         if bar is not None:

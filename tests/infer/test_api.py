@@ -31,7 +31,8 @@ def test_predict_pair_on_real_faces(classifier_dir):
     apex = face.copy()
     apex[100:160, 150:250] = np.clip(apex[100:160, 150:250].astype(int) + 40, 0, 255)
     out = mb.predict_pair(face, apex)
-    assert set(out) == {"probabilities", "label", "dma_map", "poi_map"}
+    assert set(out) == {"probabilities", "label", "dma_map", "poi_map", "dma_motion"}  # default: directional DMA
+    assert out["dma_motion"].shape == (4, 4, 2)
     assert list(out["probabilities"]) == CLASSES
     assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert out["label"] == max(out["probabilities"], key=out["probabilities"].get)
