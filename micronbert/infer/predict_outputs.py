@@ -1,7 +1,8 @@
 """What `predict_clip` writes to its out folder: one figure per interval (onset/apex crops with the DMA
 and PoI maps, and with directional DMA arrows for which way the most-changed patches moved), the
-motion-signal timeline, predictions.csv/.json and, with --video, the annotated aligned clip. `result` is a micronbert.infer.predict.PredictionResult, `src` the clip's FrameSource
-(re-read one frame at a time for the video)."""
+motion-signal timeline, predictions.csv/.json and, with --video, the annotated aligned clip. `result` is
+a micronbert.infer.predict.PredictionResult, `src` the clip's FrameSource (re-read one frame at a time
+for the video)."""
 from __future__ import annotations
 
 import json
