@@ -6,7 +6,7 @@ import torch
 
 from micronbert.data.pairs import fit_square
 from micronbert.model.checkpoint import load_model_dir, load_state_checked
-from micronbert.model.direction import motion_from_changes, shifted_views
+from micronbert.model.direction import direction_px, shifted_views
 from micronbert.model.mubert import MicronBertModel, normalise_images
 
 
@@ -34,14 +34,14 @@ def pair_maps(model: MicronBertModel, first: np.ndarray, second: np.ndarray) -> 
 def pair_motion(model: MicronBertModel, first: np.ndarray, second: np.ndarray) -> np.ndarray | None:
     """Directional DMA of a frame pair: (g, g, 2) signed motion (x, y) per patch, positive = right / down,
     as a grid classifier reads it (model/direction.py); None when the config has no direction
-    (dma_shift_px 0, e.g. a folder saved before it, or DMA off)."""
+    (direction.direction_px: dma_shift_px 0, e.g. a folder saved before it, DMA off, or the paper head)."""
     cfg = model.cfg
-    if not (cfg.use_dma and cfg.dma_shift_px > 0):
+    px = direction_px(cfg)
+    if not px:
         return None
     size = cfg.img_size
     x = normalise_images(torch.from_numpy(np.stack([fit_square(first, size), fit_square(second, size)])))
-    frames = [x[:1]] + shifted_views(x[1:], cfg.dma_shift_px)
+    frames = [x[:1]] + shifted_views(x[1:], px)
     tokens = model.encoder(torch.cat(frames, dim=0)).chunk(len(frames), dim=0)
-    changes = torch.stack([model.change_map(tokens[0], t) for t in tokens[1:]])
     g = size // cfg.patch_size
-    return motion_from_changes(changes)[0].view(g, g, 2).numpy()
+    return model.motion(tokens[0], tokens[1:])[0].view(g, g, 2).numpy()

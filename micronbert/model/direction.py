@@ -17,6 +17,12 @@ import torch
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 
+def direction_px(cfg) -> float:
+    """The shift a ModelConfig reads direction with: its dma_shift_px for the grid head with DMA on, else 0
+    (the paper head has no place for it; without DMA there is no diagonal to read it from)."""
+    return float(cfg.dma_shift_px) if (cfg.use_dma and cfg.head == "grid") else 0.0
+
+
 def shift_content(images: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
     """(B, C, H, W) with its content moved by (dx, dy) pixels, |dx|, |dy| <= 1 (linear interpolation,
     edges repeated)."""

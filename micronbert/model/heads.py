@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from micronbert.config import ModelConfig
-from micronbert.model.direction import SHIFTS, motion_from_changes, shifted_views
+from micronbert.model.direction import direction_px, shifted_views
 from micronbert.model.mubert import MicronBertModel
 
 
@@ -100,8 +100,7 @@ class MicronBertClassifier(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         self.backbone = MicronBertModel(cfg, with_decoder=False, with_agreement=False)
-        # directional DMA: the grid head only, and never without DMA (it is read from the diagonal)
-        self.shift_px = cfg.dma_shift_px if (cfg.head == "grid" and cfg.use_dma) else 0.0
+        self.shift_px = direction_px(cfg)
         if cfg.head == "grid":
             self.head = MotionGridHead(cfg.embed_dim, num_classes, cfg.grid, dropout=dropout, use_change=cfg.use_dma,
                                        use_direction=self.shift_px > 0)
@@ -121,11 +120,7 @@ class MicronBertClassifier(nn.Module):
         micro = self.backbone.micro_features(tok_onset, tok_apex)
         micro["tokens_first"], micro["tokens_second"] = tok_onset[:, 1:], tok_apex[:, 1:]
         if self.shift_px:
-            if len(tok_shifted) != len(SHIFTS):
-                raise ValueError(f"directional DMA needs the tokens of {len(SHIFTS)} shifted apexes, "
-                                 f"got {len(tok_shifted)}")
-            changes = torch.stack([self.backbone.change_map(tok_onset, t) for t in tok_shifted])
-            micro["dma_motion"] = motion_from_changes(changes)
+            micro["dma_motion"] = self.backbone.motion(tok_onset, tok_shifted)
         micro["logits"] = self.head(micro)
         return micro
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from micronbert.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PretrainConfig
 from micronbert.model.decoder import PixelDecoder, patchify
+from micronbert.model.direction import SHIFTS, motion_from_changes
 from micronbert.model.dma import DiagonalMicroAttention
 from micronbert.model.encoder import ViTEncoder
 from micronbert.model.poi import ContextAgreement, poi_saliency
@@ -70,6 +71,14 @@ class MicronBertModel(nn.Module):
         first, second = tok_first[:, 1:], tok_second[:, 1:]
         query, key = (second, first) if self.cfg.dma_query == "second" else (first, second)
         return -torch.log(self.dma.change_map(query, key).clamp_min(1e-8))
+
+    def motion(self, tok_first: torch.Tensor, tok_shifted) -> torch.Tensor:
+        """Directional DMA (model/direction.py): (B, N, 2) from the first frame's tokens and those of the
+        second frame's shifted copies (direction.SHIFTS order)."""
+        if len(tok_shifted) != len(SHIFTS):
+            raise ValueError(f"directional DMA needs the tokens of {len(SHIFTS)} shifted apexes, "
+                             f"got {len(tok_shifted)}")
+        return motion_from_changes(torch.stack([self.change_map(tok_first, t) for t in tok_shifted]))
 
     def encode_pair(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One encoder pass over both frames (concatenated on the batch axis)."""
