@@ -4,7 +4,9 @@ Rows (each LOSO on the demo's 48 samples, the same samples and seed for every ro
   flow-cnn             the optical-flow CNN baseline
   no-pretrain          μ-BERT's recognition model on a random encoder (frozen, clean pair only)
   pretrained           the same on the encoder pretrained `--steps` steps
-  pretrained-cpu       the CPU recipe as shipped (4 cached augmented views, last block trained, 30 epochs)
+  pretrained-cpu       the CPU recipe as shipped (4 cached augmented views, last block trained, 30 epochs),
+                       without directional DMA (dma_shift_px 0, as before it existed)
+  pretrained-cpu-direction  the same with directional DMA (dma_shift_px 0.5, the default)
   pretrained-long      as "pretrained", on an encoder pretrained 4 × `--steps` steps
   pretrained-full      full fine-tuning of the pretrained encoder (the "full" recipe as shipped, 20 epochs)
 `--epochs` (15) is that of the flow-cnn, no-pretrain, pretrained and pretrained-long rows; the -cpu and
@@ -25,7 +27,8 @@ from pathlib import Path
 from _common import machine
 from _demo_runs import loso_on_demo, pretrain_on_demo
 
-ROWS = ("flow-cnn", "no-pretrain", "pretrained", "pretrained-cpu", "pretrained-long", "pretrained-full")
+ROWS = ("flow-cnn", "no-pretrain", "pretrained", "pretrained-cpu", "pretrained-cpu-direction", "pretrained-long",
+        "pretrained-full")
 
 
 def main() -> None:
@@ -52,21 +55,26 @@ def main() -> None:
         for demo in args.demos:
             out = args.out / demo.name / f"evaluate-{row}"
             extra = {}
+            # every μ-BERT row but the -direction one without directional DMA, whatever the encoder's config
+            # says (encoders pretrained before it existed load with 0, newer ones with the 0.5 default)
+            shift = {"dma_shift_px": 0.5 if row == "pretrained-cpu-direction" else 0.0}
             if row == "flow-cnn":
                 res = loso_on_demo(demo, out, "flow-cnn", freeze_encoder=False, recognition_signal=None,
                                    epochs=args.epochs)
             elif row == "no-pretrain":
-                res = loso_on_demo(demo, out, "no-pretrain", epochs=args.epochs, cached_views=0, train_blocks=0)
+                res = loso_on_demo(demo, out, "no-pretrain", epochs=args.epochs, cached_views=0, train_blocks=0,
+                                   switches=shift)
             else:
                 steps = args.steps * (4 if row == "pretrained-long" else 1)
                 init, reused = encoder(demo, steps)
-                extra = {"pretrain_steps": steps, "encoder_reused": reused}
+                extra = {"pretrain_steps": steps, "encoder_reused": reused, **shift}
                 if row in ("pretrained", "pretrained-long"):
-                    res = loso_on_demo(demo, out, init=init, epochs=args.epochs, cached_views=0, train_blocks=0)
-                elif row == "pretrained-cpu":
-                    res = loso_on_demo(demo, out, init=init)
+                    res = loso_on_demo(demo, out, init=init, epochs=args.epochs, cached_views=0, train_blocks=0,
+                                       switches=shift)
+                elif row.startswith("pretrained-cpu"):
+                    res = loso_on_demo(demo, out, init=init, switches=shift)
                 else:
-                    res = loso_on_demo(demo, out, init=init, freeze_encoder=False)
+                    res = loso_on_demo(demo, out, init=init, freeze_encoder=False, switches=shift)
             rows.append({"demo": str(demo), "row": row, **extra, **res})
             print(json.dumps(rows[-1]), flush=True)
     print(json.dumps({"benchmark": "demo_limits", "machine": machine(), "steps": args.steps, "batch": args.batch,

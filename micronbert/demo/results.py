@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 RUNS = ("micronbert", "no-dma", "flow-cnn", "shuffled")
-RUN_TITLES = {"micronbert": "μ-BERT (pretrained, DMA + PoI)", "no-dma": "no-DMA ablation (plain cross-attention)",
+RUN_TITLES = {"micronbert": "μ-BERT (pretrained, DMA + direction + PoI)",
+              "no-dma": "no-DMA ablation (plain cross-attention, no direction)",
               "flow-cnn": "optical-flow CNN baseline", "shuffled": "μ-BERT, labels shuffled (control)"}
 
 
