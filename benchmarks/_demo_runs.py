@@ -2,9 +2,20 @@
 (demo_pretrain_signal.py, demo_limits.py): the demo's own pretraining frames, samples and face cache."""
 from __future__ import annotations
 
+import argparse
 import shutil
 import time
 from pathlib import Path
+
+
+def study_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The arguments every demo study takes: the demo folders, the pretraining budget, the output folder."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("demos", type=Path, nargs="+", help="finished `micronbert demo --out` folders")
+    ap.add_argument("--steps", type=int, default=150, help="pretraining steps")
+    ap.add_argument("--batch", type=int, default=16, help="pretraining batch")
+    ap.add_argument("--out", type=Path, default=Path(out))
+    return ap
 
 
 def demo_frames(demo: Path) -> list[str]:

@@ -19,7 +19,6 @@ Prints one JSON object.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from _common import machine
-from _demo_runs import pretrain_on_demo
+from _demo_runs import pretrain_on_demo, study_parser
 
 
 def ridge_loso(x: np.ndarray, y: np.ndarray, groups: np.ndarray, lam: float, n_classes: int) -> np.ndarray:
@@ -99,14 +98,10 @@ def signals(demo: Path, encoder_dir: Path | None, shifts: list[float]) -> tuple[
 def main() -> None:
     from micronbert.train.metrics import classification_metrics
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("demos", type=Path, nargs="+", help="finished `micronbert demo --out` folders")
+    ap = study_parser(__doc__, "/tmp/demo_limits")
     ap.add_argument("--shifts", default="0.5,1", help="directional DMA shifts (px), comma-separated")
     ap.add_argument("--lambdas", default="1,10,100", help="ridge strengths (× features / 100)")
     ap.add_argument("--encoders", default="pretrained,random")
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/demo_limits"))
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     shifts = [float(s) for s in args.shifts.split(",")]

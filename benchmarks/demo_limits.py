@@ -20,25 +20,20 @@ Prints one JSON line per finished run, then one JSON object.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from _common import machine
-from _demo_runs import loso_on_demo, pretrain_on_demo
+from _demo_runs import loso_on_demo, pretrain_on_demo, study_parser
 
 ROWS = ("flow-cnn", "no-pretrain", "pretrained", "pretrained-cpu", "pretrained-cpu-direction", "pretrained-long",
         "pretrained-full")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("demos", type=Path, nargs="+", help="finished `micronbert demo --out` folders")
+    ap = study_parser(__doc__, "/tmp/demo_limits")
     ap.add_argument("--rows", default=",".join(ROWS))
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=15, help="epochs of the rows that do not use a shipped recipe")
-    ap.add_argument("--out", type=Path, default=Path("/tmp/demo_limits"))
     args = ap.parse_args()
 
     def encoder(demo: Path, steps: int) -> tuple[Path, bool]:

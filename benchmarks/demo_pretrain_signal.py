@@ -18,25 +18,19 @@ Usage: python benchmarks/demo_pretrain_signal.py runs/dev1 runs/dev2 [--variants
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 from _common import machine
-from _demo_runs import loso_on_demo, pretrain_on_demo
+from _demo_runs import loso_on_demo, pretrain_on_demo, study_parser
 
 VARIANTS = {"cosine-signal": ("cosine", "signal"), "cosine-contrastive": ("cosine", "contrastive"),
             "paper": ("paper", "contrastive"), "cosine-both": ("cosine", "both")}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("demos", type=Path, nargs="+", help="finished `micronbert demo --out` folders")
+    ap = study_parser(__doc__, "/tmp/signal_study")
     ap.add_argument("--variants", default="cosine-signal,cosine-contrastive,paper")
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/signal_study"))
     args = ap.parse_args()
 
     rows = []

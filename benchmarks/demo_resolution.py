@@ -12,13 +12,12 @@ Usage: python benchmarks/demo_resolution.py runs/dev1 runs/dev2 [--inputs 112/8,
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 from _common import machine
-from _demo_runs import loso_on_demo, pretrain_on_demo
+from _demo_runs import loso_on_demo, pretrain_on_demo, study_parser
 
 
 def frames_at(demo: Path, size: int, root: Path) -> tuple[Path, list[str]]:
@@ -52,12 +51,8 @@ def frames_at(demo: Path, size: int, root: Path) -> tuple[Path, list[str]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("demos", type=Path, nargs="+", help="finished `micronbert demo --out` folders")
+    ap = study_parser(__doc__, "/tmp/demo_resolution")
     ap.add_argument("--inputs", default="112/8,224/16", help="SIZE/PATCH pairs")
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/demo_resolution"))
     args = ap.parse_args()
 
     rows = []

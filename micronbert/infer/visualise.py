@@ -90,9 +90,9 @@ def pair_figure(onset: np.ndarray, apex: np.ndarray, dma_map: np.ndarray, poi_ma
     if poi_map is not None:
         panels.append(("PoI saliency", overlay(apex, scale01(poi_map)), ("jet", "saliency (scaled 0-1)")))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3.3))
-    for i, (ax, (name, img, bar)) in enumerate(zip(axes, panels)):
+    for ax, (name, img, bar) in zip(axes, panels):
         ax.imshow(img)
-        if i == 3 and arrows is not None:
+        if name.startswith("DMA change") and arrows is not None:
             # data units with the image's y axis (down), so an arrow ends where the patch moved to
             ax.quiver(*arrows, angles="xy", scale_units="xy", scale=1, color="white", edgecolor="black",
                       linewidth=0.5, width=0.012, headwidth=3.5, headlength=4, headaxislength=3.5)

@@ -219,20 +219,22 @@ class DiagonalMicroAttention(nn.Module):
         log_ratio = torch.log(diag.float().clamp_min(1e-30)) - torch.log(base.float().clamp_min(1e-30))
         return torch.exp(-log_ratio.abs()).to(diag.dtype)
 
+    def _query_key(self, x_query: torch.Tensor, x_key: torch.Tensor):
+        """(q, k, scale): the projected, split (and for cosine logits normalised) queries and keys."""
+        to_k = self.to_q if self.tie_qk else self.to_k
+        return self._logits(self._split(self.to_q(x_query)), self._split(to_k(x_key)))
+
     def change_map(self, x_query: torch.Tensor, x_key: torch.Tensor) -> torch.Tensor:
         """The diagonal map (B, N) alone, averaged over heads (no values, no features)."""
-        to_k = self.to_q if self.tie_qk else self.to_k
-        q, k, scale = self._logits(self._split(self.to_q(x_query)), self._split(to_k(x_key)))
-        return self.change_diagonal(q, k, scale, x_key).mean(1)
+        return self.change_diagonal(*self._query_key(x_query, x_key), x_key).mean(1)
 
     def forward(self, x_query: torch.Tensor, x_key: torch.Tensor, x_value: torch.Tensor, match: bool = False):
         """Patch tokens (B, N, D) each -> (features (B, N, D), diagonal map (B, N) averaged over heads).
         match=True adds a third map: the softmax diagonal on the same logits whatever `signal` is (how much
         better patch i matches the same place than any other), the target of pretraining's contrastive
         identity term (a self-normalised signal alone has no negatives)."""
-        to_k = self.to_q if self.tie_qk else self.to_k
-        q, k, v = self._split(self.to_q(x_query)), self._split(to_k(x_key)), self._split(self.to_v(x_value))
-        q, k, scale = self._logits(q, k)
+        q, k, scale = self._query_key(x_query, x_key)
+        v = self._split(self.to_v(x_value))
         if self.diagonal:
             diag = self.change_diagonal(q, k, scale, x_key)  # (B, H, N)
             out = diag.unsqueeze(-1) * v

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from micronbert.config import ModelConfig
-from micronbert.model.direction import direction_px, shifted_views
+from micronbert.model.direction import SHIFTS, direction_px, shifted_views
 from micronbert.model.mubert import MicronBertModel
 
 
@@ -108,6 +108,11 @@ class MicronBertClassifier(nn.Module):
             use_map = cfg.head_dma_map and cfg.use_dma  # the no-DMA ablation never sees the diagonal
             self.head = RecognitionHead(cfg.embed_dim, num_classes, dropout,
                                         num_patches=cfg.num_patches if use_map else 0)
+
+    @property
+    def frames_per_pair(self) -> int:
+        """How many frames the encoder sees per pair (pair_frames' length)."""
+        return 2 + (len(SHIFTS) if self.shift_px else 0)
 
     def pair_frames(self, onset: torch.Tensor, apex: torch.Tensor) -> list[torch.Tensor]:
         """The frames the encoder sees for a pair: onset, apex, then (directional DMA) the shifted apexes."""

@@ -49,13 +49,16 @@ class MicronBertModel(nn.Module):
         self.agreement = ContextAgreement(self.encoder, cfg) if (with_agreement and cfg.use_poi) else None
 
     # -- shared by pretraining and recognition -------------------------------------------------------
+    def _query_key(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch tokens of the two frames -> (DMA's query tokens, key tokens), as `dma_query` orders them."""
+        return (second, first) if self.cfg.dma_query == "second" else (first, second)
+
     def micro_features(self, tok_first: torch.Tensor, tok_second: torch.Tensor,
                        match: bool = False) -> dict[str, torch.Tensor]:
         """Tokens of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA features and maps
         (match=True: also DMA's softmax diagonal, "match_map")."""
         first, second = tok_first[:, 1:], tok_second[:, 1:]
-        query, key = (second, first) if self.cfg.dma_query == "second" else (first, second)
-        feats, dma_map, *softmax_diag = self.dma(query, key, first, match=match)
+        feats, dma_map, *softmax_diag = self.dma(*self._query_key(first, second), first, match=match)
         if self.cfg.use_poi:
             sal = poi_saliency(tok_second, self.cfg.poi_temperature)
         else:
@@ -68,9 +71,7 @@ class MicronBertModel(nn.Module):
 
     def change_map(self, tok_first: torch.Tensor, tok_second: torch.Tensor) -> torch.Tensor:
         """−log a_i (B, N): DMA's change map alone (0 = unchanged), without features or PoI."""
-        first, second = tok_first[:, 1:], tok_second[:, 1:]
-        query, key = (second, first) if self.cfg.dma_query == "second" else (first, second)
-        return -torch.log(self.dma.change_map(query, key).clamp_min(1e-8))
+        return -torch.log(self.dma.change_map(*self._query_key(tok_first[:, 1:], tok_second[:, 1:])).clamp_min(1e-8))
 
     def motion(self, tok_first: torch.Tensor, tok_shifted) -> torch.Tensor:
         """Directional DMA (model/direction.py): (B, N, 2) from the first frame's tokens and those of the

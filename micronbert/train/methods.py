@@ -91,19 +91,17 @@ class MicronBertMethod(TrainedMethod):
             keep = torch.float16 if self.device.type == "cuda" else torch.float32
             gen = torch.Generator().manual_seed(seed + 7919)
             views = 1 + (self.recipe.cached_views if self.recipe.augment else 0)
-            outs: list[list] = []  # per frame of pair_frames (onset, apex, shifted apexes): (V, b, 1+N, D) each
+            # per frame of pair_frames (onset, apex, shifted apexes): one (V, b, 1+N, D) block per batch
+            outs: list[list] = [[] for _ in range(model.frames_per_pair)]
             with torch.no_grad():
                 for start in progress(range(0, len(data), 32), desc="encode (frozen)", unit="batch", leave=False):
                     onset = to_float(data.onset[start:start + 32], self.device)
                     apex = to_float(data.apex[start:start + 32], self.device)
-                    per_view: list[list] = []
+                    per_view: list[list] = [[] for _ in outs]
                     for v in range(views):
                         o, a = (onset, apex) if v == 0 else paired_augment(onset, apex, self.recipe, gen)
-                        frames = model.pair_frames(normalise_images(o), normalise_images(a))
-                        per_view = per_view or [[] for _ in frames]
-                        for j, x in enumerate(frames):
+                        for j, x in enumerate(model.pair_frames(normalise_images(o), normalise_images(a))):
                             per_view[j].append(encoder.hidden(x, self.first_trained_block).to(keep))
-                    outs = outs or [[] for _ in per_view]
                     for j, hid in enumerate(per_view):
                         outs[j].append(torch.stack(hid))
             self.tokens = tuple(torch.cat(o, 1) for o in outs)
