@@ -6,7 +6,9 @@ Rows (each LOSO on the demo's 48 samples, the same samples and seed for every ro
   pretrained           the same on the encoder pretrained `--steps` steps
   pretrained-cpu       the CPU recipe as shipped (4 cached augmented views, last block trained, 30 epochs),
                        without directional DMA (dma_shift_px 0, as before it existed)
-  pretrained-cpu-direction  the same with directional DMA (dma_shift_px 0.5, the default)
+  pretrained-cpu-direction  the same with directional DMA (dma_shift_px 0.5)
+  pretrained-cpu-direction-nofdma  the same, the grid head without the F_DMA channel (head_dma_features
+                       off): the shipped default. Every other μ-BERT row keeps F_DMA in its head, as before.
   pretrained-long      as "pretrained", on an encoder pretrained 4 × `--steps` steps
   pretrained-full      full fine-tuning of the pretrained encoder (the "full" recipe as shipped, 20 epochs)
 `--epochs` (15) is that of the flow-cnn, no-pretrain, pretrained and pretrained-long rows; the -cpu and
@@ -26,8 +28,8 @@ from pathlib import Path
 from _common import machine
 from _demo_runs import loso_on_demo, pretrain_on_demo, study_parser
 
-ROWS = ("flow-cnn", "no-pretrain", "pretrained", "pretrained-cpu", "pretrained-cpu-direction", "pretrained-long",
-        "pretrained-full")
+ROWS = ("flow-cnn", "no-pretrain", "pretrained", "pretrained-cpu", "pretrained-cpu-direction",
+        "pretrained-cpu-direction-nofdma", "pretrained-long", "pretrained-full")
 
 
 def main() -> None:
@@ -50,9 +52,10 @@ def main() -> None:
         for demo in args.demos:
             out = args.out / demo.name / f"evaluate-{row}"
             extra = {}
-            # every μ-BERT row but the -direction one without directional DMA, whatever the encoder's config
-            # says (encoders pretrained before it existed load with 0, newer ones with the 0.5 default)
-            shift = {"dma_shift_px": 0.5 if row == "pretrained-cpu-direction" else 0.0}
+            # each row's head set explicitly, whatever the encoder's config says (encoders pretrained before
+            # a field existed load with its old value, newer ones with today's default)
+            shift = {"dma_shift_px": 0.5 if "-direction" in row else 0.0,
+                     "head_dma_features": not row.endswith("-nofdma")}
             if row == "flow-cnn":
                 res = loso_on_demo(demo, out, "flow-cnn", freeze_encoder=False, recognition_signal=None,
                                    epochs=args.epochs)

@@ -56,6 +56,9 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=10, help="frames per clip")
     p.add_argument("--amplitude", type=float, default=1.5, help="action amplitude in px at 224")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--data-seed", type=int, default=100,
+                   help="synth seed of the first layout (+1, +2 for the others); another value gives a "
+                        "development copy of the benchmark to choose designs on")
     p.add_argument("--epochs", type=int, default=30, help="μ-BERT epochs (flow-cnn: its own recipe's 40)")
     p.add_argument("--pretrain-steps", type=int, default=300,
                    help="0: no pretraining, every μ-BERT row uses the same random encoder (the no-pretrain row "
@@ -90,7 +93,7 @@ def main() -> None:
         if not csv.is_file():
             _run(cli, ["synth", "--format", fmt, "--out", str(root), "--subjects", str(args.subjects),
                        "--clips-per-subject", str(args.clips), "--frames", str(args.frames),
-                       "--amplitude-px", str(args.amplitude), "--seed", str(100 + i)])
+                       "--amplitude-px", str(args.amplitude), "--seed", str(args.data_seed + i)])
             _run(cli, ["index", "--dataset", fmt, "--root", str(root), "--out", str(csv), "--strict"])
         samples.append(str(csv))
     cache = work / "cache"
@@ -143,7 +146,7 @@ def main() -> None:
                               for s, f in (("mean", statistics.mean), ("sd", _sd))}, "runs": runs}
     emit({"benchmark": "motion", "commit": git_commit(), "machine": machine(), "work": str(work),
           "setting": {"layouts": list(FORMATS), "subjects_per_layout": args.subjects, "clips_per_subject": args.clips,
-                      "frames": args.frames, "amplitude_px224": args.amplitude, "distractions": True,
+                      "frames": args.frames, "data_seed": args.data_seed, "amplitude_px224": args.amplitude, "distractions": True,
                       "face_px": 112, "protocol": "megc2019", "mubert_recipe": "frozen (CPU): cached views",
                       "epochs": args.epochs, "seeds": args.seeds, "pretrain_steps": args.pretrain_steps,
                       "pretrain_batch": args.pretrain_batch,

@@ -56,6 +56,10 @@ class ModelConfig:
     head_dma_map: bool = True
     # "grid": a small conv head over the patch grid with signed change; "paper": mean-pooled (release).
     head: str = "grid"
+    # The grid head also takes the PoI-gated F_DMA tokens. Off by default: they carry the onset's
+    # appearance (V comes from the onset), which fits the training subjects and not an unseen one
+    # (docs/motion.md §10); the head keeps the diagonal's change map and direction and the token change.
+    head_dma_features: bool = False
     # Directional DMA (model/direction.py): the grid head also gets which way each patch moved, from the
     # change maps of the apex shifted by ±dma_shift_px pixels in x and y (0: off; at most 1).
     dma_shift_px: float = 0.5

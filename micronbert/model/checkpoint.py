@@ -75,6 +75,8 @@ def model_config_from_dict(data: dict, where: str) -> ModelConfig:
         data = {**data, **{k: v for k, v in _LEGACY_MODEL_FIELDS.items() if k not in data}}
     if "dma_shift_px" not in data:  # saved before directional DMA: its head has no direction channels
         data = {**data, "dma_shift_px": 0.0}
+    if "head_dma_features" not in data:  # saved before the grid head dropped F_DMA: its head has the channel
+        data = {**data, "head_dma_features": True}
     return from_dict(ModelConfig, data, where)
 
 

@@ -3,8 +3,10 @@
 Two heads (ModelConfig.head):
 - "grid" (default): keeps *where* and *which way*. Per patch, on the token grid: the signed change of
   the encoder tokens (apex − onset), gated by DMA (how much the patch changed, 1 − a_i) and PoI (how much
-  the patch matters); the PoI-gated F_DMA; and the change map −log a_i. A small convolution over the
-  grid pools to a coarse layout (4×4 at 112 px), so the place of the motion survives. The contextual
+  the patch matters); the change map −log a_i; and (directional DMA) which way each patch moved. A small
+  convolution over the grid pools to a coarse layout (4×4 at 112 px), so the place of the motion
+  survives. F_DMA = W_o(a_i · V_i) joins only with `head_dma_features`: its values come from the onset,
+  so it carries who the subject is, and it cost 0.04-0.3 UF1 on unseen subjects (docs/motion.md §10). The contextual
   tokens enter only as their difference (apex − onset): the apex token alone describes who it is, a
   shortcut that does not transfer to an unseen subject.
 - "paper": mean of the PoI-gated DMA tokens over all patches + the apex contextual token (+ the change
@@ -52,14 +54,14 @@ class MotionGridHead(nn.Module):
     """Per-patch signed change on the grid -> strided convs -> coarse layout -> logits (see the module doc)."""
 
     def __init__(self, dim: int, num_classes: int, grid: int, width: int = 32, dropout: float = 0.1,
-                 use_change: bool = True, use_direction: bool = False):
+                 use_change: bool = True, use_direction: bool = False, use_features: bool = False):
         super().__init__()
         self.grid = grid
         self.use_change = use_change
         self.use_direction = use_direction
         self.diff = nn.Linear(dim, width)   # signed token change, apex − onset
-        self.feat = nn.Linear(dim, width)   # PoI-gated F_DMA
-        in_ch = 2 * width + (1 if use_change else 0) + (2 if use_direction else 0)
+        self.feat = nn.Linear(dim, width) if use_features else None  # PoI-gated F_DMA
+        in_ch = (2 if use_features else 1) * width + (1 if use_change else 0) + (2 if use_direction else 0)
         # two stride-2 convolutions: 14×14 (tiny) -> 4×4, 28×28 (small) -> 7×7; plain ops, ONNX exports them
         self.conv = nn.Sequential(nn.Conv2d(in_ch, width, 3, stride=2, padding=1), nn.GELU(),
                                   nn.Conv2d(width, width, 3, stride=2, padding=1), nn.GELU())
@@ -80,7 +82,9 @@ class MotionGridHead(nn.Module):
             gate = sal * (1.0 - micro["dma_map"].unsqueeze(-1))
         else:
             gate = sal
-        parts = [self.diff(delta) * gate, self.feat(micro["features"])]
+        parts = [self.diff(delta) * gate]
+        if self.feat is not None:
+            parts.append(self.feat(micro["features"]))
         if self.use_change:
             parts.append(change)
         if self.use_direction:
@@ -103,7 +107,7 @@ class MicronBertClassifier(nn.Module):
         self.shift_px = direction_px(cfg)
         if cfg.head == "grid":
             self.head = MotionGridHead(cfg.embed_dim, num_classes, cfg.grid, dropout=dropout, use_change=cfg.use_dma,
-                                       use_direction=self.shift_px > 0)
+                                       use_direction=self.shift_px > 0, use_features=cfg.head_dma_features)
         else:
             use_map = cfg.head_dma_map and cfg.use_dma  # the no-DMA ablation never sees the diagonal
             self.head = RecognitionHead(cfg.embed_dim, num_classes, dropout,

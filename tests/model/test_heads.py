@@ -104,10 +104,35 @@ def test_a_config_saved_before_the_change_signal_existed_keeps_the_paper_formula
     cfg = preset("test", dma_cosine_temperature=0.0, dma_signal="paper")
     save_model(tmp_path, MicronBertModel(cfg).state_dict(), cfg)
     data = json.loads((tmp_path / "config.json").read_text())
-    for key in ("dma_signal", "head", "registration", "dma_shift_px"):
+    for key in ("dma_signal", "head", "registration", "dma_shift_px", "head_dma_features"):
         del data["model"][key]  # as written by an older micronbert
     (tmp_path / "config.json").write_text(json.dumps(data))
     _, old, _ = load_model_dir(tmp_path)
     assert (old.dma_signal, old.head, old.registration, old.dma_shift_px) == ("paper", "paper", "none", 0.0)
+    assert old.head_dma_features  # an older grid head had the F_DMA channel: its weights still load
     assert to_dict(preset("test"))["dma_signal"] == "cosine"  # new configs get the new default
     assert to_dict(preset("test"))["dma_shift_px"] == 0.5
+    assert not to_dict(preset("test"))["head_dma_features"]
+
+
+def test_the_grid_head_ignores_f_dma_unless_asked_and_a_legacy_head_loads(tmp_path):
+    """F_DMA's values come from the onset (its appearance); the default grid head reads only the change."""
+    import json
+
+    from micronbert.model.classifier import load_classifier, save_classifier
+
+    onset, apex = _pair()
+    for use_features in (False, True):
+        model = _classifier(head_dma_features=use_features)
+        micro = model.forward_all(onset, apex)
+        other = {**micro, "features": micro["features"] + torch.randn_like(micro["features"])}
+        same = torch.allclose(model.head(micro), model.head(other), atol=1e-6)
+        assert same != use_features, use_features
+    legacy = _classifier(head_dma_features=True)
+    save_classifier(tmp_path, legacy, ["a", "b", "c"], "megc2019", {})
+    data = json.loads((tmp_path / "config.json").read_text())
+    del data["model"]["head_dma_features"]  # as an older micronbert wrote it
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    restored = load_classifier(tmp_path)[0]
+    assert restored.head.feat is not None
+    assert torch.allclose(restored(onset, apex), legacy(onset, apex), atol=1e-6)
