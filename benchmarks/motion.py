@@ -14,6 +14,7 @@ views, the last block, DMA and head train), for every method below and every --s
     no-poi           no PoI gating
     no-registration  apex not registered onto the onset
     no-direction     no directional DMA (the change map's size only, not which way)
+    with-fdma        the grid head also takes F_DMA (the head before it was dropped; not an ablation)
     no-pretrain      random encoder
     paper            the paper's formulation, on the paper-pretrained encoder
     flow-cnn         the optical-flow baseline (its own recipe)
@@ -45,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, git_commit, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
-METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "no-pretrain", "paper", "flow-cnn",
-           "shuffled")
+METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "with-fdma", "no-pretrain", "paper",
+           "flow-cnn", "shuffled")
 
 
 def main() -> None:
@@ -108,7 +109,7 @@ def main() -> None:
             break
         if not any(m in args.methods for m in (("paper",) if name == "paper" else
                                                ("micronbert", "no-dma", "no-poi", "no-registration",
-                                                "no-direction", "shuffled"))):
+                                                "no-direction", "with-fdma", "shuffled"))):
             continue
         out = work / f"pretrained_{name}"
         t = time.time()

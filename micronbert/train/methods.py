@@ -140,6 +140,9 @@ METHODS: dict[str, MethodSpec] = {
     "no-poi": MethodSpec("μ-BERT without PoI gating", "mubert", {"use_poi": False}),
     "no-direction": MethodSpec("μ-BERT without directional DMA (the change map's size only, not which way)",
                                "mubert", {"dma_shift_px": 0.0}),
+    "with-fdma": MethodSpec("μ-BERT whose grid head also takes the PoI-gated F_DMA tokens (the head before "
+                            "they were dropped: they carry the onset's appearance)", "mubert",
+                            {"head_dma_features": True}),
     "no-registration": MethodSpec("μ-BERT without fine registration of the apex onto the onset", "mubert",
                                   {"registration": "none"}),
     "paper": MethodSpec("μ-BERT as the paper/release formulates it: raw softmax diagonal on dot-product logits, "

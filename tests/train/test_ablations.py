@@ -13,6 +13,7 @@ EXPECTED = {
     "no-poi": {"use_poi"},
     "no-registration": {"registration"},
     "no-direction": {"dma_shift_px"},
+    "with-fdma": {"head_dma_features"},  # not an ablation: the earlier head, for comparison
     "no-pretrain": set(),  # same architecture, no --init weights (checked below)
     "paper": {"dma_signal", "dma_cosine_temperature", "head", "head_dma_map", "registration", "dma_shift_px"},
 }
