@@ -86,6 +86,7 @@ def main() -> None:
         emit(change_overlap(work, work / "pretrained_ours" if (work / "pretrained_ours" / "model.safetensors").is_file()
                             else None))
         return
+    commit = git_commit()  # the code the runs start with, not whatever is checked out when they end
     t0 = time.time()
     samples = []
     for i, fmt in enumerate(FORMATS):
@@ -145,7 +146,7 @@ def main() -> None:
                   file=sys.stderr)
         results[method] = {**{f"{k}_{s}": round(f(r[k] for r in runs), 4) for k in ("uf1", "uar")
                               for s, f in (("mean", statistics.mean), ("sd", _sd))}, "runs": runs}
-    emit({"benchmark": "motion", "commit": git_commit(), "machine": machine(), "work": str(work),
+    emit({"benchmark": "motion", "commit": commit, "machine": machine(), "work": str(work),
           "setting": {"layouts": list(FORMATS), "subjects_per_layout": args.subjects, "clips_per_subject": args.clips,
                       "frames": args.frames, "data_seed": args.data_seed, "amplitude_px224": args.amplitude, "distractions": True,
                       "face_px": 112, "protocol": "megc2019", "mubert_recipe": "frozen (CPU): cached views",
