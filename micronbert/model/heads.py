@@ -6,9 +6,9 @@ Two heads (ModelConfig.head):
   the patch matters); the change map −log a_i; and (directional DMA) which way each patch moved. A small
   convolution over the grid pools to a coarse layout (4×4 at 112 px), so the place of the motion
   survives. F_DMA = W_o(a_i · V_i) joins only with `head_dma_features`: its values come from the onset,
-  so it carries who the subject is, and it cost 0.04-0.3 UF1 on unseen subjects (docs/motion.md §10). The contextual
-  tokens enter only as their difference (apex − onset): the apex token alone describes who it is, a
-  shortcut that does not transfer to an unseen subject.
+  so it carries who the subject is, and it cost 0.04-0.23 UF1 on unseen subjects (docs/motion.md §10).
+  The contextual tokens enter only as their difference (apex − onset): the apex token alone describes
+  who it is, a shortcut that does not transfer to an unseen subject.
 - "paper": mean of the PoI-gated DMA tokens over all patches + the apex contextual token (+ the change
   map embedded, with `head_dma_map`), as before.
 Without DMA (the ablation, `use_dma=False`) neither head sees the DMA diagonal at all: F_DMA comes from
