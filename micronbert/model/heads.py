@@ -12,7 +12,8 @@ Two heads (ModelConfig.head):
 - "paper": mean of the PoI-gated DMA tokens over all patches + the apex contextual token (+ the change
   map embedded, with `head_dma_map`), as before.
 Without DMA (the ablation, `use_dma=False`) neither head sees the DMA diagonal at all: F_DMA comes from
-plain cross-attention, the grid head's gate is PoI alone and it has no change-map or direction channel.
+plain cross-attention (which the grid head reads only with `head_dma_features`), the grid head's gate is
+PoI alone and it has no change-map or direction channel.
 """
 from __future__ import annotations
 

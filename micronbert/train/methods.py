@@ -136,7 +136,8 @@ class MethodSpec:
 
 METHODS: dict[str, MethodSpec] = {
     "micronbert": MethodSpec("μ-BERT: pretrained encoder (--init), DMA with direction, PoI", "mubert"),
-    "no-dma": MethodSpec("μ-BERT with plain cross-attention in place of DMA", "mubert", {"use_dma": False}),
+    "no-dma": MethodSpec("μ-BERT with plain cross-attention in place of DMA (no diagonal anywhere; the grid head "
+                        "then reads the token change gated by PoI alone)", "mubert", {"use_dma": False}),
     "no-poi": MethodSpec("μ-BERT without PoI gating", "mubert", {"use_poi": False}),
     "no-direction": MethodSpec("μ-BERT without directional DMA (the change map's size only, not which way)",
                                "mubert", {"dma_shift_px": 0.0}),
