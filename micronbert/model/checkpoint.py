@@ -69,14 +69,19 @@ def save_model(out_dir: str | os.PathLike, state: dict[str, torch.Tensor], model
 _LEGACY_MODEL_FIELDS = {"dma_signal": "paper", "head": "paper", "registration": "none"}
 
 
-def model_config_from_dict(data: dict, where: str) -> ModelConfig:
-    """ModelConfig from a saved config.json's "model" section; older files keep their formulation."""
+# Head-only fields added later (no encoder weights): a config.json without them that came with a trained
+# head describes that head (no direction channels, the F_DMA channel); one without a head (a pretrained
+# encoder) gets today's defaults, because the head that fine-tuning builds on it is new.
+_LEGACY_HEAD_FIELDS = {"dma_shift_px": 0.0, "head_dma_features": True}
+
+
+def model_config_from_dict(data: dict, where: str, trained_head: bool = True) -> ModelConfig:
+    """ModelConfig from a saved config.json's "model" section; older files keep their formulation.
+    `trained_head`: the file came with a recognition head's weights (a classifier), not only an encoder."""
     if "dma_signal" not in data:
         data = {**data, **{k: v for k, v in _LEGACY_MODEL_FIELDS.items() if k not in data}}
-    if "dma_shift_px" not in data:  # saved before directional DMA: its head has no direction channels
-        data = {**data, "dma_shift_px": 0.0}
-    if "head_dma_features" not in data:  # saved before the grid head dropped F_DMA: its head has the channel
-        data = {**data, "head_dma_features": True}
+    if trained_head:
+        data = {**data, **{k: v for k, v in _LEGACY_HEAD_FIELDS.items() if k not in data}}
     return from_dict(ModelConfig, data, where)
 
 
@@ -86,7 +91,8 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Mo
     data = read_config(config)
     if "model" not in data:
         raise MicronbertError(f"{config}: no 'model' section")
-    return load_weights(weights), model_config_from_dict(data["model"], str(config)), data
+    trained_head = "classes" in data  # a classifier; a pretraining run's config has no classes
+    return load_weights(weights), model_config_from_dict(data["model"], str(config), trained_head), data
 
 
 def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source,

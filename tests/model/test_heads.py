@@ -94,25 +94,58 @@ def test_head_is_selectable_and_the_paper_head_is_the_release_style_one():
         assert out["logits"].shape == (2, 3) and out["dma_map"].shape == (2, 16)
 
 
-def test_a_config_saved_before_the_change_signal_existed_keeps_the_paper_formulation(tmp_path):
+def _rewrite_as_older(folder, *keys):
+    """Drop `keys` from a saved config.json's model section, as an older micronbert wrote it."""
     import json
 
+    data = json.loads((folder / "config.json").read_text())
+    for key in keys:
+        del data["model"][key]
+    (folder / "config.json").write_text(json.dumps(data))
+
+
+def test_a_config_saved_before_the_change_signal_existed_keeps_the_paper_formulation(tmp_path):
     from micronbert.config import to_dict
     from micronbert.model.checkpoint import load_model_dir, save_model
     from micronbert.model.mubert import MicronBertModel
 
     cfg = preset("test", dma_cosine_temperature=0.0, dma_signal="paper")
     save_model(tmp_path, MicronBertModel(cfg).state_dict(), cfg)
-    data = json.loads((tmp_path / "config.json").read_text())
-    for key in ("dma_signal", "head", "registration", "dma_shift_px", "head_dma_features"):
-        del data["model"][key]  # as written by an older micronbert
-    (tmp_path / "config.json").write_text(json.dumps(data))
+    _rewrite_as_older(tmp_path, "dma_signal", "head", "registration", "dma_shift_px", "head_dma_features")
     _, old, _ = load_model_dir(tmp_path)
-    assert (old.dma_signal, old.head, old.registration, old.dma_shift_px) == ("paper", "paper", "none", 0.0)
-    assert old.head_dma_features  # an older grid head had the F_DMA channel: its weights still load
+    assert (old.dma_signal, old.head, old.registration) == ("paper", "paper", "none")
     assert to_dict(preset("test"))["dma_signal"] == "cosine"  # new configs get the new default
     assert to_dict(preset("test"))["dma_shift_px"] == 0.5
     assert not to_dict(preset("test"))["head_dma_features"]
+
+
+def test_an_older_encoder_gets_todays_head_and_an_older_classifier_keeps_its_own(tmp_path):
+    """The head fields have no encoder weights: an encoder pretrained before they existed is fine-tuned with
+    today's head (direction on, no F_DMA); a classifier saved before them keeps the head it was trained with."""
+    from micronbert.model.checkpoint import load_model_dir, save_model
+    from micronbert.model.classifier import load_classifier, save_classifier
+    from micronbert.model.mubert import MicronBertModel
+    from micronbert.train.methods import build_method
+    from micronbert.train.recipe import family_recipe
+
+    cfg = preset("test")
+    encoder = tmp_path / "encoder"
+    save_model(encoder, MicronBertModel(cfg).state_dict(), cfg)
+    _rewrite_as_older(encoder, "dma_shift_px", "head_dma_features")
+    _, enc_cfg, _ = load_model_dir(encoder)
+    assert (enc_cfg.dma_shift_px, enc_cfg.head_dma_features) == (cfg.dma_shift_px, cfg.head_dma_features)
+    method = build_method("micronbert", ["a", "b", "c"], family_recipe("frozen"), init=str(encoder), preset_name="test")
+    assert (method.cfg.dma_shift_px, method.cfg.head_dma_features) == (0.5, False)
+
+    onset, apex = _pair()
+    legacy = _classifier(dma_shift_px=0.0, head_dma_features=True)
+    save_classifier(tmp_path / "classifier", legacy, ["a", "b", "c"], "megc2019", {})
+    _rewrite_as_older(tmp_path / "classifier", "dma_shift_px", "head_dma_features")
+    restored = load_classifier(tmp_path / "classifier")[0]
+    assert (restored.cfg.dma_shift_px, restored.cfg.head_dma_features) == (0.0, True)
+    assert torch.allclose(restored(onset, apex), legacy(onset, apex), atol=1e-6)
+    _, maps_cfg, _ = load_model_dir(tmp_path / "classifier")  # dma-map reads a classifier folder the same way
+    assert maps_cfg.dma_shift_px == 0.0
 
 
 def test_the_grid_head_ignores_f_dma_unless_asked_and_a_legacy_head_loads(tmp_path):
