@@ -8,6 +8,8 @@ Graph contract (written into the model's metadata too):
   outputs  probabilities float32 (B, C)     softmax over config.json's classes
            dma_map       float32 (B, g, g)  DMA diagonal (low = change), g = S / patch
            poi_map       float32 (B, g, g)  PoI saliency (mean 1)
+           dma_motion    float32 (B, g, g, 2)  directional DMA (x, y; positive = right / down), only when
+                         the model reads direction (config dma_shift_px > 0 with the grid head)
 The chunked DMA is a custom autograd Function, which ONNX cannot trace; export switches each DMA to
 its `traceable` path, the same quantity written with plain ops (the N×N scores are small at inference size).
 """
@@ -49,7 +51,7 @@ def export_mode(model: nn.Module):
 
 
 class ExportableClassifier(nn.Module):
-    """uint8 NHWC onset/apex -> (probabilities, dma_map, poi_map): the graph contract above."""
+    """uint8 NHWC onset/apex -> (probabilities, dma_map, poi_map[, dma_motion]): the graph contract above."""
 
     def __init__(self, classifier: nn.Module, size: int):
         super().__init__()
@@ -64,8 +66,16 @@ class ExportableClassifier(nn.Module):
     def forward(self, onset: torch.Tensor, apex: torch.Tensor):
         out = self.classifier.forward_all(self._norm(onset), self._norm(apex))
         g = self.grid
-        return (torch.softmax(out["logits"], dim=-1), out["dma_map"].reshape(-1, g, g),
-                out["poi_map"].reshape(-1, g, g))
+        maps = (torch.softmax(out["logits"], dim=-1), out["dma_map"].reshape(-1, g, g), out["poi_map"].reshape(-1, g, g))
+        return (*maps, out["dma_motion"].reshape(-1, g, g, 2)) if self.with_motion else maps
+
+    @property
+    def with_motion(self) -> bool:
+        return bool(getattr(self.classifier, "shift_px", 0))
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["probabilities", "dma_map", "poi_map"] + (["dma_motion"] if self.with_motion else [])
 
 
 def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset: int = OPSET,
@@ -84,7 +94,7 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset:
     example = tuple(torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen) for _ in range(2))
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    names = ["probabilities", "dma_map", "poi_map"]
+    names = wrapper.output_names
     with export_mode(wrapper), torch.no_grad(), warnings.catch_warnings(), atomic_path(onnx_path) as tmp:
         try:
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # fixed input size: expected

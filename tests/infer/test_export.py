@@ -53,9 +53,12 @@ def test_export_command_runs_in_onnxruntime(classifier_dir, tmp_path, capsys):
     from micronbert.faces.register import register_pairs
 
     assert json.loads(meta["input"])["apex_registration"] == mb.config.registration == "translation"
-    probs, dma, poi = sess.run(None, {"onset": a, "apex": register_pairs(a, b, mb.config.registration)})
+    assert [o.name for o in sess.get_outputs()] == ["probabilities", "dma_map", "poi_map", "dma_motion"]
+    probs, dma, poi, motion = sess.run(None, {"onset": a, "apex": register_pairs(a, b, mb.config.registration)})
     ref = mb.forward_batch(a, b)
     assert probs.shape == (5, 3) and dma.shape == (5, 4, 4) and poi.shape == (5, 4, 4)
+    assert motion.shape == (5, 4, 4, 2) and np.abs(motion).max() > 0
+    np.testing.assert_allclose(motion, ref["dma_motion"], atol=1e-4)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     np.testing.assert_allclose(probs, ref["probabilities"], atol=1e-4)
     np.testing.assert_allclose(dma, ref["dma_map"], atol=1e-4)
@@ -65,6 +68,14 @@ def test_export_command_runs_in_onnxruntime(classifier_dir, tmp_path, capsys):
 def test_export_plain_cross_attention_variant(tmp_path):
     folder = make_classifier_dir(tmp_path / "m", use_dma=False, dma_query="first", seed=3)
     res = export_onnx(folder, tmp_path / "m.onnx")
+    assert max(res["max_abs_diff"].values()) < 1e-4
+    assert "dma_motion" not in res["max_abs_diff"]  # no diagonal, so no direction to read from it
+
+
+def test_a_model_without_direction_exports_no_motion_output(tmp_path):
+    folder = make_classifier_dir(tmp_path / "m", dma_shift_px=0.0, seed=4)
+    res = export_onnx(folder, tmp_path / "m.onnx")
+    assert sorted(res["max_abs_diff"]) == ["dma_map", "poi_map", "probabilities"]
     assert max(res["max_abs_diff"].values()) < 1e-4
 
 
