@@ -39,7 +39,8 @@ class ModelConfig:
     # > 0: logits cos(q_i, k_j)/τ instead of q_i·k_j/√d. Bounded logits keep the diagonal a same-place
     # similarity that pretraining cannot saturate; 0 gives the paper's scaled dot product exactly.
     dma_cosine_temperature: float = 0.1
-    # What the diagonal measures (model/dma.py): "cosine" (self-normalised, needs τ > 0), "relative"
+    # What the diagonal measures (model/dma.py): "cosine" (self-normalised, needs τ > 0), "distance"
+    # (the same with one normaliser per frame pair instead of per patch, needs τ > 0), "relative"
     # (softmax diagonal over its no-motion baseline) or "paper" (the raw softmax diagonal).
     dma_signal: str = "cosine"
     # Patch of Interest.
@@ -86,10 +87,11 @@ class ModelConfig:
             raise MicronbertError("embed_dim must be divisible by num_heads and dma_heads")
         if self.poi_variant not in ("mse", "dino"):
             raise MicronbertError(f"poi_variant must be 'mse' or 'dino', not {self.poi_variant!r}")
-        if self.dma_signal not in ("cosine", "relative", "paper"):
-            raise MicronbertError(f"dma_signal must be 'cosine', 'relative' or 'paper', not {self.dma_signal!r}")
-        if self.dma_signal == "cosine" and self.dma_cosine_temperature <= 0:
-            raise MicronbertError("dma_signal 'cosine' needs dma_cosine_temperature > 0 "
+        if self.dma_signal not in ("cosine", "distance", "relative", "paper"):
+            raise MicronbertError(f"dma_signal must be 'cosine', 'distance', 'relative' or 'paper', "
+                                  f"not {self.dma_signal!r}")
+        if self.dma_signal in ("cosine", "distance") and self.dma_cosine_temperature <= 0:
+            raise MicronbertError(f"dma_signal {self.dma_signal!r} needs dma_cosine_temperature > 0 "
                                   "(the paper's dot-product logits go with dma_signal 'paper')")
         if self.registration not in ("translation", "euclidean", "none"):
             raise MicronbertError(f"registration must be 'translation', 'euclidean' or 'none', not {self.registration!r}")

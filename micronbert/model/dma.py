@@ -14,7 +14,12 @@ The change signal (`signal`) — what "a_i" is:
 - "cosine" (default): self-normalised: the diagonal logit is normalised by the score of a perfect match
   instead of by the sum over all patches, a_i = exp((cos(q_i, k_i) − 1)/τ). An unchanged patch scores
   1 whatever its texture. Needs cosine logits (τ > 0).
-All three give a map in (0, 1], 1 = unchanged, so F_DMA = W_o(a_i · V[i]) keeps the paper's form.
+- "distance": the cosine signal with one normaliser per frame pair instead of one per patch: q and k
+  are divided by their pair's root-mean-square token norm s, a_i = exp(−‖q_i − k_i‖² / (2τ s²)) (for
+  unit vectors this is exactly "cosine"). An unchanged patch still scores 1; a faint patch's small
+  change no longer counts as much as a strong patch's (cosine turns a low-norm token's noise into large
+  angles). Needs τ > 0; its softmax (the identity term's) uses the same frame-normalised logits.
+All four give a map in (0, 1], 1 = unchanged, so F_DMA = W_o(a_i · V[i]) keeps the paper's form.
 
 a_i = exp(s_ii − logsumexp_j s_ij) needs only each row's log-sum-exp, so `diagonal_attention`
 computes it in chunks of query rows and recomputes them in the backward pass: peak extra memory
@@ -151,7 +156,7 @@ def diagonal_attention(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: in
     return _DiagonalAttention.apply(q, k, scale, chunk)
 
 
-DMA_SIGNALS = ("cosine", "relative", "paper")
+DMA_SIGNALS = ("cosine", "distance", "relative", "paper")
 
 
 class DiagonalMicroAttention(nn.Module):
@@ -169,8 +174,8 @@ class DiagonalMicroAttention(nn.Module):
         super().__init__()
         if signal not in DMA_SIGNALS:
             raise ValueError(f"DMA signal must be one of {DMA_SIGNALS}, not {signal!r}")
-        if signal == "cosine" and cosine_temperature <= 0:
-            raise ValueError("the cosine DMA signal needs cosine logits (temperature > 0)")
+        if signal in ("cosine", "distance") and cosine_temperature <= 0:
+            raise ValueError(f"the {signal} DMA signal needs a temperature > 0")
         self.heads = heads
         self.tie_qk = tie_qk
         self.cosine_temperature = cosine_temperature
@@ -193,6 +198,11 @@ class DiagonalMicroAttention(nn.Module):
         return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # (B, H, N, dh)
 
     def _logits(self, q: torch.Tensor, k: torch.Tensor):
+        if self.signal == "distance":
+            # one scale for the pair (per head): an unchanged patch (q_i = k_i) stays exactly unchanged
+            s2 = 0.5 * (q.pow(2).sum(-1).mean(-1) + k.pow(2).sum(-1).mean(-1))  # (B, H)
+            s = s2.clamp_min(1e-12).sqrt()[..., None, None]
+            return q / s, k / s, 1.0 / self.cosine_temperature
         if self.cosine_temperature > 0:
             # Cosine logits: an unchanged token matches itself with the largest possible score.
             return F.normalize(q, dim=-1), F.normalize(k, dim=-1), 1.0 / self.cosine_temperature
@@ -209,6 +219,8 @@ class DiagonalMicroAttention(nn.Module):
         if self.signal == "cosine":
             # exp((cos − 1)/τ): the softmax's normaliser replaced by the score of a perfect match
             return torch.exp(((q * k).sum(-1).clamp(max=1.0) - 1.0) * scale)
+        if self.signal == "distance":
+            return torch.exp(-0.5 * scale * (q - k).pow(2).sum(-1))
         diag = self._softmax_diagonal(q, k, scale)
         if self.signal == "paper":
             return diag

@@ -84,13 +84,13 @@ def _identity_flops(cfg: ModelConfig, pcfg: PretrainConfig) -> float:
 
 def _dma_flops(cfg: ModelConfig) -> tuple[float, float]:
     """(trained, forward-only) matrix-product FLOPs of DMA for one pair. The change signal decides the
-    N×N work: "cosine" is exp((cos − 1)/τ) of each token with itself (no N×N product), "paper" one
+    N×N work: "cosine" and "distance" compare each token with itself only (no N×N product), "paper" one
     softmax diagonal (the naive QKᵀ), "relative" two of them plus a projection of the key frame. The
     no-DMA ablation trains a full cross-attention (QKᵀ and AV) and computes the diagonal for display
     only, without gradient."""
     n, d = cfg.num_patches, cfg.embed_dim
     projections = 4 * 2 * n * d * d
-    signal = {"cosine": 0, "paper": 2 * n * n * d, "relative": 2 * (2 * n * n * d) + 2 * n * d * d}[cfg.dma_signal]
+    signal = {"cosine": 0, "distance": 0, "paper": 2 * n * n * d, "relative": 2 * (2 * n * n * d) + 2 * n * d * d}[cfg.dma_signal]
     if cfg.use_dma:
         return projections + signal, 0.0
     return projections + 4 * n * n * d, signal

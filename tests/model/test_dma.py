@@ -60,7 +60,7 @@ def _texture_tokens(n=64, d=32, seed=0):
     return base
 
 
-@pytest.mark.parametrize("signal", ["cosine", "relative", "paper"])
+@pytest.mark.parametrize("signal", ["cosine", "distance", "relative", "paper"])
 def test_every_signal_is_a_map_in_0_1_and_one_where_nothing_changed(signal):
     torch.manual_seed(0)
     dma = DiagonalMicroAttention(32, cosine_temperature=0.1, signal=signal)
@@ -74,7 +74,7 @@ def test_every_signal_is_a_map_in_0_1_and_one_where_nothing_changed(signal):
         assert same[0, :32].max() < 0.5 * same[0, 32:].min()
 
 
-@pytest.mark.parametrize("signal", ["cosine", "relative"])
+@pytest.mark.parametrize("signal", ["cosine", "distance", "relative"])
 def test_corrected_signals_find_a_small_change_on_a_look_alike_patch_where_the_paper_signal_does_not(signal):
     torch.manual_seed(0)
     x = _texture_tokens()
@@ -89,7 +89,7 @@ def test_corrected_signals_find_a_small_change_on_a_look_alike_patch_where_the_p
     assert m_paper.argmin(1).item() != 5  # the look-alike patches are lower than the changed one
 
 
-@pytest.mark.parametrize("signal", ["cosine", "relative", "paper"])
+@pytest.mark.parametrize("signal", ["cosine", "distance", "relative", "paper"])
 def test_signal_gradients_match_the_naive_reference(signal):
     torch.manual_seed(1)
     x, y = torch.randn(2, 30, 16), torch.randn(2, 30, 16)
@@ -110,9 +110,41 @@ def test_signal_gradients_match_the_naive_reference(signal):
         assert torch.allclose(g, outs[0][2], atol=1e-4)
 
 
-def test_cosine_signal_needs_cosine_logits():
+@pytest.mark.parametrize("signal", ["cosine", "distance"])
+def test_self_normalised_signals_need_a_temperature(signal):
     with pytest.raises(ValueError, match="temperature"):
-        DiagonalMicroAttention(16, cosine_temperature=0.0, signal="cosine")
+        DiagonalMicroAttention(16, cosine_temperature=0.0, signal=signal)
+
+
+def _identity_projection_maps(first, second):
+    """cosine and distance change maps of the same tokens through identity Q/K projections."""
+    maps = {}
+    for signal in ("cosine", "distance"):
+        dma = DiagonalMicroAttention(first.shape[-1], cosine_temperature=0.1, signal=signal)
+        with torch.no_grad():
+            dma.to_q.weight.copy_(torch.eye(first.shape[-1]))
+            dma.to_q.bias.zero_()
+            dma.to_k.load_state_dict(dma.to_q.state_dict())
+        maps[signal] = dma.change_map(first, second)
+    return maps
+
+
+def test_distance_signal_weighs_a_change_by_its_size_not_by_the_patch_norm():
+    """Cosine turns a faint patch's small change into a large angle; the distance signal, normalised once
+    per frame pair, ranks the larger absolute change first. For unit tokens the two are the same map."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.nn.functional.normalize(torch.randn(1, 16, 32, generator=gen), dim=-1)
+    x[:, 3] *= 0.1  # a faint patch
+    y = x.clone()
+    y[:, 3] += 0.05 * torch.nn.functional.normalize(torch.randn(1, 32, generator=gen), dim=-1)
+    y[:, 7] += 0.2 * torch.nn.functional.normalize(torch.randn(1, 32, generator=gen), dim=-1)
+    maps = _identity_projection_maps(y, x)
+    assert maps["cosine"].argmin(1).item() == 3
+    assert maps["distance"].argmin(1).item() == 7
+    unit = torch.nn.functional.normalize(torch.randn(1, 16, 32, generator=gen), dim=-1)
+    moved = torch.nn.functional.normalize(unit + 0.1 * torch.randn(1, 16, 32, generator=gen), dim=-1)
+    same = _identity_projection_maps(moved, unit)
+    assert torch.allclose(same["cosine"], same["distance"], atol=1e-5)
 
 
 def test_match_map_is_the_softmax_diagonal_on_the_same_logits_whatever_the_signal():
