@@ -9,6 +9,9 @@ Rows (each LOSO on the demo's 48 samples, the same samples and seed for every ro
   pretrained-cpu-direction  the same with directional DMA (dma_shift_px 0.5)
   pretrained-cpu-direction-nofdma  the same, the grid head without the F_DMA channel (head_dma_features
                        off): the shipped default. Every other μ-BERT row keeps F_DMA in its head, as before.
+  pretrained-cpu-distance  as pretrained-cpu-direction-nofdma with the "distance" change signal (one
+                       normaliser per frame pair instead of per patch) in pretraining and recognition; its
+                       encoder is pretrained separately (DIR/<demo>/pretrain-<steps>-distance)
   pretrained-long      as "pretrained", on an encoder pretrained 4 × `--steps` steps
   pretrained-full      full fine-tuning of the pretrained encoder (the "full" recipe as shipped, 20 epochs)
 `--epochs` (15) is that of the flow-cnn, no-pretrain, pretrained and pretrained-long rows; the -cpu and
@@ -29,7 +32,7 @@ from _common import machine
 from _demo_runs import loso_on_demo, pretrain_on_demo, study_parser
 
 ROWS = ("flow-cnn", "no-pretrain", "pretrained", "pretrained-cpu", "pretrained-cpu-direction",
-        "pretrained-cpu-direction-nofdma", "pretrained-long", "pretrained-full")
+        "pretrained-cpu-direction-nofdma", "pretrained-cpu-distance", "pretrained-long", "pretrained-full")
 
 
 def main() -> None:
@@ -38,11 +41,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15, help="epochs of the rows that do not use a shipped recipe")
     args = ap.parse_args()
 
-    def encoder(demo: Path, steps: int) -> tuple[Path, bool]:
-        run = args.out / demo.name / f"pretrain-{steps}"
+    def encoder(demo: Path, steps: int, signal: str = "cosine") -> tuple[Path, bool]:
+        run = args.out / demo.name / (f"pretrain-{steps}" + ("" if signal == "cosine" else f"-{signal}"))
         if (run / "model.safetensors").is_file():
             return run, True
-        pretrain_on_demo(demo, run, steps, args.batch)
+        pretrain_on_demo(demo, run, steps, args.batch, signal=signal)
         return run, False
 
     rows = []
@@ -52,10 +55,11 @@ def main() -> None:
         for demo in args.demos:
             out = args.out / demo.name / f"evaluate-{row}"
             extra = {}
-            # each row's head set explicitly, whatever the encoder's config says (encoders pretrained before
-            # a field existed load with its old value, newer ones with today's default)
-            shift = {"dma_shift_px": 0.5 if "-direction" in row else 0.0,
-                     "head_dma_features": not row.endswith("-nofdma")}
+            # each row's head set explicitly, so a row means the same whatever today's defaults are
+            newest = row == "pretrained-cpu-distance"  # the -direction-nofdma head
+            shift = {"dma_shift_px": 0.5 if ("-direction" in row or newest) else 0.0,
+                     "head_dma_features": not (row.endswith("-nofdma") or newest)}
+            signal = "distance" if newest else "cosine"
             if row == "flow-cnn":
                 res = loso_on_demo(demo, out, "flow-cnn", freeze_encoder=False, recognition_signal=None,
                                    epochs=args.epochs)
@@ -64,13 +68,13 @@ def main() -> None:
                                    switches=shift)
             else:
                 steps = args.steps * (4 if row == "pretrained-long" else 1)
-                init, reused = encoder(demo, steps)
-                extra = {"pretrain_steps": steps, "encoder_reused": reused, **shift}
+                init, reused = encoder(demo, steps, signal)
+                extra = {"pretrain_steps": steps, "encoder_reused": reused, "dma_signal": signal, **shift}
                 if row in ("pretrained", "pretrained-long"):
                     res = loso_on_demo(demo, out, init=init, epochs=args.epochs, cached_views=0, train_blocks=0,
                                        switches=shift)
                 elif row.startswith("pretrained-cpu"):
-                    res = loso_on_demo(demo, out, init=init, switches=shift)
+                    res = loso_on_demo(demo, out, init=init, recognition_signal=signal, switches=shift)
                 else:
                     res = loso_on_demo(demo, out, init=init, freeze_encoder=False, switches=shift)
             rows.append({"demo": str(demo), "row": row, **extra, **res})

@@ -23,8 +23,8 @@ Prints one JSON object (mean ± sd of UF1/UAR per method).
 
 `--probe` instead measures the change signals and the PoI map on real faces (no training unless
 --probe-weights): for pairs that differ by a local warp (tests/train/test_localisation.py's), the share of
-pairs whose largest change lies in the moved region for the paper's −log a_i, the relative and the
-cosine signal, on the same weights; r between the paper's map of a moved pair and of an unmoved pair; and
+pairs whose largest change lies in the moved region for the paper's −log a_i, the relative, the cosine
+and the distance signal, on the same weights; r between the paper's map of a moved pair and of an unmoved pair; and
 for aligned faces the share of PoI saliency mass inside the 68-landmark hull and the effective number
 of patches (1 / Σ s²) per softmax temperature.
 
@@ -183,7 +183,7 @@ def probe(weights: str | None, n: int = 64) -> dict:
         tok_x, tok_y = model.encode_pair(x, y)
         dma = model.dma
         maps = {}
-        for name in ("paper", "relative", "cosine"):
+        for name in ("paper", "relative", "cosine", "distance"):
             dma.signal = name
             maps[name] = -torch.log(dma(tok_y[:, 1:], tok_x[:, 1:], tok_x[:, 1:])[1].clamp_min(1e-30))
         dma.signal = "paper"
@@ -254,8 +254,8 @@ def _poi_stats(model) -> dict:
 
 def change_overlap(work: Path, weights: Path | None) -> dict:
     """Where do the change maps light up on the benchmark's clips? Per clip, the overlap of the k largest
-    change cells with the synthetic action's region (k = its size; the demo's measure), for the cosine and
-    the paper's DMA signal (same weights: `weights`, else a seed-0 random encoder), with and without
+    change cells with the synthetic action's region (k = its size; the demo's measure), for the distance, the
+    cosine and the paper's DMA signal (same weights: `weights`, else a seed-0 random encoder), with and without
     registration, and for the per-patch pixel difference |apex − onset|² of the registered pair."""
     import numpy as np
     import torch
@@ -290,7 +290,7 @@ def change_overlap(work: Path, weights: Path | None) -> dict:
                 x = normalise_images(torch.from_numpy(np.stack([onset, a])))
                 with torch.no_grad():
                     tok = model.encoder(x)
-                    for signal in ("cosine", "paper"):
+                    for signal in ("distance", "cosine", "paper"):
                         model.dma.signal = signal
                         m = model.dma(tok[1:, 1:], tok[:1, 1:], tok[:1, 1:])[1][0].view(g, g).numpy()
                         st = overlap_stats(-np.log(np.clip(m, 1e-30, None)), act)

@@ -42,7 +42,9 @@ class ModelConfig:
     # What the diagonal measures (model/dma.py): "cosine" (self-normalised, needs τ > 0), "distance"
     # (the same with one normaliser per frame pair instead of per patch, needs τ > 0), "relative"
     # (softmax diagonal over its no-motion baseline) or "paper" (the raw softmax diagonal).
-    dma_signal: str = "cosine"
+    # "distance" by default: on the localisation pairs pretraining erodes the cosine map (0.89 -> 0.82 over
+    # 4 seeds) and keeps the distance map (0.89 -> 0.90); recognition ties (docs/motion.md §11).
+    dma_signal: str = "distance"
     # Patch of Interest.
     use_poi: bool = True
     poi_variant: str = "mse"      # "mse" (paper: agreement of contextual tokens) or "dino" (release: self-distillation)

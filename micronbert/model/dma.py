@@ -11,14 +11,16 @@ The change signal (`signal`) — what "a_i" is:
 - "relative": the same diagonal against its no-motion baseline a0_i (the key frame matched with
   itself), exp(−|log a_i − log a0_i|): the distinctiveness term cancels. Either direction counts: a
   change can make a patch less ambiguous, which raises a_i.
-- "cosine" (default): self-normalised: the diagonal logit is normalised by the score of a perfect match
+- "cosine": self-normalised: the diagonal logit is normalised by the score of a perfect match
   instead of by the sum over all patches, a_i = exp((cos(q_i, k_i) − 1)/τ). An unchanged patch scores
   1 whatever its texture. Needs cosine logits (τ > 0).
-- "distance": the cosine signal with one normaliser per frame pair instead of one per patch: q and k
-  are divided by their pair's root-mean-square token norm s, a_i = exp(−‖q_i − k_i‖² / (2τ s²)) (for
-  unit vectors this is exactly "cosine"). An unchanged patch still scores 1; a faint patch's small
-  change no longer counts as much as a strong patch's (cosine turns a low-norm token's noise into large
-  angles). Needs τ > 0; its softmax (the identity term's) uses the same frame-normalised logits.
+- "distance" (default): the cosine signal with one normaliser per frame pair instead of one per
+  patch: q and k are divided by their pair's root-mean-square token norm s, a_i = exp(−‖q_i − k_i‖² /
+  (2τ s²)) (for unit vectors this is exactly "cosine"). An unchanged patch still scores 1; a faint
+  patch's small change no longer counts as much as a strong patch's (cosine turns a low-norm token's
+  noise into large angles). Needs τ > 0; its softmax (the identity term's) uses the same
+  frame-normalised logits. Why the default: pretraining keeps this map where cosine's erodes
+  (docs/motion.md §11).
 All four give a map in (0, 1], 1 = unchanged, so F_DMA = W_o(a_i · V[i]) keeps the paper's form.
 
 a_i = exp(s_ii − logsumexp_j s_ij) needs only each row's log-sum-exp, so `diagonal_attention`

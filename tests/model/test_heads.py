@@ -114,7 +114,7 @@ def test_a_config_saved_before_the_change_signal_existed_keeps_the_paper_formula
     _rewrite_as_older(tmp_path, "dma_signal", "head", "registration", "dma_shift_px", "head_dma_features")
     _, old, _ = load_model_dir(tmp_path)
     assert (old.dma_signal, old.head, old.registration) == ("paper", "paper", "none")
-    assert to_dict(preset("test"))["dma_signal"] == "cosine"  # new configs get the new default
+    assert to_dict(preset("test"))["dma_signal"] == "distance"  # new configs get the new default
     assert to_dict(preset("test"))["dma_shift_px"] == 0.5
     assert not to_dict(preset("test"))["head_dma_features"]
 

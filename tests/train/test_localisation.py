@@ -54,8 +54,9 @@ def test_change_map_finds_the_moved_region_at_initialisation(probe_pairs):
     print(f"init: change-map maximum in the moved region {hits:.3f}, paper's −log a_i {paper:.3f} "
           f"(chance {chance:.3f})")
     assert chance < 0.06
-    # Measured 0.875-0.896 over init seeds 0-3 (a per-patch pixel difference scores 1.0 on these pairs:
-    # the random encoder's normalised tokens lose some SNR to the noise); pretraining lifts it (below).
+    # Measured 0.875-0.896 over init seeds 0-3, with the distance and the cosine signal alike (a per-patch
+    # pixel difference scores 1.0 on these pairs: the encoder's final LayerNorm, per token like a cosine,
+    # loses some of it to the noise).
     assert hits >= 0.85, hits
     assert paper < 0.5, paper
 
@@ -77,8 +78,8 @@ def test_pretraining_sharpens_the_change_map(tmp_path, faces, probe_pairs):
     paper, _ = hit_rate(model, probe_pairs, "paper")
     print(f"pretrained: change-map maximum in the moved region {hits:.3f}, paper's −log a_i {paper:.3f} "
           f"(chance {chance:.3f})")
-    # Measured 0.833 with the default contrastive identity term (the identity term on the change map
-    # itself gave 0.917, but left encoders that scored at chance in recognition: docs/motion.md §8).
-    # Pretraining keeps the map near where initialisation puts it; it does not sharpen it.
-    assert hits >= 0.8, hits
+    # Measured 0.875 here (pretraining seeds 0-3: 0.875 / 0.917 / 0.917 / 0.896) with the default distance
+    # signal; the cosine signal, normalised per patch, fell to 0.833 / 0.812 / 0.792 / 0.854 with the same
+    # pretraining (docs/motion.md §11). Pretraining keeps the distance map where initialisation puts it.
+    assert hits >= 0.85, hits
     assert paper < 0.5, paper
