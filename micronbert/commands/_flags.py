@@ -126,7 +126,8 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
                    help="what the identity term takes −log of: the softmax diagonal over all patches "
                         "('contrastive'), the change map itself ('signal'), or the sum of the two")
     p.add_argument("--dma-temperature", type=float, default=md.dma_cosine_temperature,
-                   help="cosine-logit temperature of DMA (0 = the paper's scaled dot product)")
+                   help="temperature τ of DMA's logits (cosine and distance signals; 0 = the paper's scaled "
+                        "dot product)")
     p.add_argument("--dma-signal", choices=["cosine", "distance", "relative", "paper"], default=None,
                    help=f"what the DMA diagonal measures (default {md.dma_signal}; 'paper' = the raw softmax "
                         f"diagonal, chosen by itself with --dma-temperature 0)")
