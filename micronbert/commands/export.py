@@ -1,7 +1,8 @@
 """`micronbert export`: a fine-tuned model folder -> ONNX, checked against torch with onnxruntime."""
 from __future__ import annotations
 
-HELP = "export a fine-tuned model to ONNX (uint8 RGB onset/apex in; probabilities, DMA and PoI maps and the direction out)"
+HELP = ("export a fine-tuned model to ONNX (uint8 RGB onset/apex in; probabilities, DMA and PoI maps and "
+        "the direction out)")
 
 
 def configure(p):

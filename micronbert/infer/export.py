@@ -66,7 +66,8 @@ class ExportableClassifier(nn.Module):
     def forward(self, onset: torch.Tensor, apex: torch.Tensor):
         out = self.classifier.forward_all(self._norm(onset), self._norm(apex))
         g = self.grid
-        maps = (torch.softmax(out["logits"], dim=-1), out["dma_map"].reshape(-1, g, g), out["poi_map"].reshape(-1, g, g))
+        maps = (torch.softmax(out["logits"], dim=-1), out["dma_map"].reshape(-1, g, g),
+                out["poi_map"].reshape(-1, g, g))
         return (*maps, out["dma_motion"].reshape(-1, g, g, 2)) if self.with_motion else maps
 
     @property

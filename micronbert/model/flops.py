@@ -90,7 +90,8 @@ def _dma_flops(cfg: ModelConfig) -> tuple[float, float]:
     only, without gradient."""
     n, d = cfg.num_patches, cfg.embed_dim
     projections = 4 * 2 * n * d * d
-    signal = {"cosine": 0, "distance": 0, "paper": 2 * n * n * d, "relative": 2 * (2 * n * n * d) + 2 * n * d * d}[cfg.dma_signal]
+    signal = {"cosine": 0, "distance": 0, "paper": 2 * n * n * d,
+              "relative": 2 * (2 * n * n * d) + 2 * n * d * d}[cfg.dma_signal]
     if cfg.use_dma:
         return projections + signal, 0.0
     return projections + 4 * n * n * d, signal
