@@ -56,10 +56,10 @@ def main() -> None:
             out = args.out / demo.name / f"evaluate-{row}"
             extra = {}
             # each row's head set explicitly, so a row means the same whatever today's defaults are
-            newest = row == "pretrained-cpu-distance"  # the -direction-nofdma head
-            shift = {"dma_shift_px": 0.5 if ("-direction" in row or newest) else 0.0,
-                     "head_dma_features": not (row.endswith("-nofdma") or newest)}
-            signal = "distance" if newest else "cosine"
+            distance_row = row == "pretrained-cpu-distance"  # the -direction-nofdma head, distance signal
+            shift = {"dma_shift_px": 0.5 if ("-direction" in row or distance_row) else 0.0,
+                     "head_dma_features": not (row.endswith("-nofdma") or distance_row)}
+            signal = "distance" if distance_row else "cosine"
             if row == "flow-cnn":
                 res = loso_on_demo(demo, out, "flow-cnn", freeze_encoder=False, recognition_signal=None,
                                    epochs=args.epochs)

@@ -20,6 +20,10 @@ from micronbert.errors import MicronbertError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# What DMA's diagonal can measure (model/dma.py); the self-normalised ones need a temperature τ > 0.
+DMA_SIGNALS = ("cosine", "distance", "relative", "paper")
+SELF_NORMALISED_SIGNALS = ("cosine", "distance")
+
 
 @dataclass
 class ModelConfig:
@@ -89,10 +93,9 @@ class ModelConfig:
             raise MicronbertError("embed_dim must be divisible by num_heads and dma_heads")
         if self.poi_variant not in ("mse", "dino"):
             raise MicronbertError(f"poi_variant must be 'mse' or 'dino', not {self.poi_variant!r}")
-        if self.dma_signal not in ("cosine", "distance", "relative", "paper"):
-            raise MicronbertError(f"dma_signal must be 'cosine', 'distance', 'relative' or 'paper', "
-                                  f"not {self.dma_signal!r}")
-        if self.dma_signal in ("cosine", "distance") and self.dma_cosine_temperature <= 0:
+        if self.dma_signal not in DMA_SIGNALS:
+            raise MicronbertError(f"dma_signal must be one of {DMA_SIGNALS}, not {self.dma_signal!r}")
+        if self.dma_signal in SELF_NORMALISED_SIGNALS and self.dma_cosine_temperature <= 0:
             raise MicronbertError(f"dma_signal {self.dma_signal!r} needs dma_cosine_temperature > 0 "
                                   "(the paper's dot-product logits go with dma_signal 'paper')")
         if self.registration not in ("translation", "euclidean", "none"):

@@ -104,7 +104,7 @@ def setup_threads(args):
 def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     """The pretraining flags (model preset and ablations, PretrainConfig), defaults from the config dataclasses.
     budget/seed: also --steps and --seed (`scaling` states its own budget and one seed for everything)."""
-    from micronbert.config import ModelConfig, PretrainConfig
+    from micronbert.config import DMA_SIGNALS, ModelConfig, PretrainConfig
 
     d, md = PretrainConfig(), ModelConfig()  # one place states the defaults: the config dataclasses
     p.add_argument("--preset", default="tiny", help="model preset: small (official), tiny, test")
@@ -128,7 +128,7 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     p.add_argument("--dma-temperature", type=float, default=md.dma_cosine_temperature,
                    help="temperature τ of DMA's logits (cosine and distance signals; 0 = the paper's scaled "
                         "dot product)")
-    p.add_argument("--dma-signal", choices=["cosine", "distance", "relative", "paper"], default=None,
+    p.add_argument("--dma-signal", choices=list(DMA_SIGNALS), default=None,
                    help=f"what the DMA diagonal measures (default {md.dma_signal}; 'paper' = the raw softmax "
                         f"diagonal, chosen by itself with --dma-temperature 0)")
     p.add_argument("--dma-tie-qk", action="store_true",

@@ -72,7 +72,7 @@ class ExportableClassifier(nn.Module):
 
     @property
     def with_motion(self) -> bool:
-        return bool(getattr(self.classifier, "shift_px", 0))
+        return bool(self.classifier.shift_px)  # the model reads direction (model/direction.direction_px)
 
     @property
     def output_names(self) -> list[str]:

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from micronbert.config import DMA_SIGNALS, SELF_NORMALISED_SIGNALS
+
 
 def diagonal_attention_naive(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
     """Reference: build the full (…, N, N) softmax and take its diagonal. q, k: (…, N, d)."""
@@ -158,9 +160,6 @@ def diagonal_attention(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: in
     return _DiagonalAttention.apply(q, k, scale, chunk)
 
 
-DMA_SIGNALS = ("cosine", "distance", "relative", "paper")
-
-
 class DiagonalMicroAttention(nn.Module):
     """F_DMA = W_o(a ⊙ V) with a the diagonal change signal (see the module doc). Names follow the
     release (att.to_q, ...).
@@ -176,7 +175,7 @@ class DiagonalMicroAttention(nn.Module):
         super().__init__()
         if signal not in DMA_SIGNALS:
             raise ValueError(f"DMA signal must be one of {DMA_SIGNALS}, not {signal!r}")
-        if signal in ("cosine", "distance") and cosine_temperature <= 0:
+        if signal in SELF_NORMALISED_SIGNALS and cosine_temperature <= 0:
             raise ValueError(f"the {signal} DMA signal needs a temperature > 0")
         self.heads = heads
         self.tie_qk = tie_qk
