@@ -180,7 +180,7 @@ def probe(weights: str | None, n: int = 64) -> dict:
 
     @torch.no_grad()
     def signals(model, x, y):
-        tok_x, tok_y = model.encode_pair(x, y)
+        tok_x, tok_y = (model.encoder.norm(h) for h in model.encode_pair(x, y))
         dma = model.dma
         maps = {}
         for name in ("paper", "relative", "cosine", "distance"):

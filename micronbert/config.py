@@ -23,6 +23,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # What DMA's diagonal can measure (model/dma.py); the self-normalised ones need a temperature τ > 0.
 DMA_SIGNALS = ("cosine", "distance", "relative", "paper")
 SELF_NORMALISED_SIGNALS = ("cosine", "distance")
+# Which encoder output DMA's Q and K compare (model/mubert.py): the final, per-token LayerNormed tokens,
+# or the residual stream before that norm.
+DMA_COMPARED = ("tokens", "residual")
 
 
 @dataclass
@@ -49,6 +52,12 @@ class ModelConfig:
     # "distance" by default: on the localisation pairs pretraining erodes the cosine map (0.89 -> 0.82 over
     # 4 seeds) and keeps the distance map (0.89 -> 0.90); recognition ties (docs/motion.md §11).
     dma_signal: str = "distance"
+    # What DMA's Q and K read (V always reads the tokens): "tokens", the encoder's output, or "residual",
+    # the stream before its final LayerNorm, which rescales every token to unit spread (and so turns a
+    # faint patch's noise into change, as the cosine signal did). "tokens" by default: reading the
+    # residual finds the moved patch more often at initialisation, less often after pretraining
+    # (docs/motion.md §12).
+    dma_compare: str = "tokens"
     # Patch of Interest.
     use_poi: bool = True
     poi_variant: str = "mse"      # "mse" (paper: agreement of contextual tokens) or "dino" (release: self-distillation)
@@ -98,6 +107,8 @@ class ModelConfig:
         if self.dma_signal in SELF_NORMALISED_SIGNALS and self.dma_cosine_temperature <= 0:
             raise MicronbertError(f"dma_signal {self.dma_signal!r} needs dma_cosine_temperature > 0 "
                                   "(the paper's dot-product logits go with dma_signal 'paper')")
+        if self.dma_compare not in DMA_COMPARED:
+            raise MicronbertError(f"dma_compare must be one of {DMA_COMPARED}, not {self.dma_compare!r}")
         if self.registration not in ("translation", "euclidean", "none"):
             raise MicronbertError(f"registration must be 'translation', 'euclidean' or 'none', not {self.registration!r}")
         if self.head not in ("grid", "paper"):

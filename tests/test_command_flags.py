@@ -42,3 +42,9 @@ def test_frozen_recipe_flags_reach_the_recipe():
     assert (default.cached_views, default.train_blocks) == (4, 1)  # the CPU recipe's own settings
     plain = recipe_from_args(build_parser().parse_args(base + ["--cached-views", "0", "--train-blocks", "0"]))
     assert (plain.cached_views, plain.train_blocks) == (0, 0)
+
+
+def test_dma_compare_flag_reaches_the_model_config():
+    assert _pretrain()[0].dma_compare == "tokens"
+    assert _pretrain("--dma-compare", "residual")[0].dma_compare == "residual"
+    assert _scaling("--dma-compare", "residual")[0].dma_compare == "residual"

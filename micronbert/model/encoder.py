@@ -143,12 +143,12 @@ class ViTEncoder(nn.Module):
             x = block(x)
         return x
 
-    def finish(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
-        """The rest of the forward pass from `hidden(x, start)`: blocks start.., then the final norm.
-        (A recipe can cache the frozen part and train only the last blocks.)"""
+    def hidden_from(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
+        """`hidden(x)` from `hidden(x, start)`: blocks start.. (not normalised). A recipe can cache the
+        frozen part and train only the last blocks."""
         for block in self.blocks[start:]:
             hidden = block(hidden)
-        return self.norm(hidden)
+        return hidden
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.hidden(x))

@@ -123,21 +123,20 @@ class MicronBertClassifier(nn.Module):
         """The frames the encoder sees for a pair: onset, apex, then (directional DMA) the shifted apexes."""
         return [onset, apex] + (shifted_views(apex, self.shift_px) if self.shift_px else [])
 
-    def from_tokens(self, tok_onset: torch.Tensor, tok_apex: torch.Tensor,
-                    tok_shifted: tuple[torch.Tensor, ...] | list[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
-        """From encoder tokens (so a frozen encoder's outputs can be cached and reused); `tok_shifted`: the
-        shifted apexes' tokens in pair_frames order (needed with directional DMA)."""
-        micro = self.backbone.micro_features(tok_onset, tok_apex)
-        micro["tokens_first"], micro["tokens_second"] = tok_onset[:, 1:], tok_apex[:, 1:]
+    def from_hidden(self, hid_onset: torch.Tensor, hid_apex: torch.Tensor,
+                    hid_shifted: tuple[torch.Tensor, ...] | list[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
+        """From the encoder's residual streams (so a frozen encoder's outputs can be cached and reused);
+        `hid_shifted`: the shifted apexes' in pair_frames order (needed with directional DMA)."""
+        micro = self.backbone.micro_features(hid_onset, hid_apex)
         if self.shift_px:
-            micro["dma_motion"] = self.backbone.motion(tok_onset, tok_shifted)
+            micro["dma_motion"] = self.backbone.motion(hid_onset, hid_shifted)
         micro["logits"] = self.head(micro)
         return micro
 
     def forward_all(self, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:
         frames = self.pair_frames(onset, apex)
-        tokens = self.backbone.encoder(torch.cat(frames, dim=0)).chunk(len(frames), dim=0)
-        return self.from_tokens(tokens[0], tokens[1], tokens[2:])
+        hidden = self.backbone.encoder.hidden(torch.cat(frames, dim=0)).chunk(len(frames), dim=0)
+        return self.from_hidden(hidden[0], hidden[1], hidden[2:])
 
     def forward(self, onset: torch.Tensor, apex: torch.Tensor) -> torch.Tensor:
         return self.forward_all(onset, apex)["logits"]

@@ -49,42 +49,59 @@ class MicronBertModel(nn.Module):
         self.agreement = ContextAgreement(self.encoder, cfg) if (with_agreement and cfg.use_poi) else None
 
     # -- shared by pretraining and recognition -------------------------------------------------------
+    # The pair pipeline carries each frame's residual stream (encoder.hidden, before the final norm):
+    # the final norm gives the tokens that PoI, the values and the heads read; DMA's Q and K read what
+    # dma_compare says (`_compared`).
     def _query_key(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Patch tokens of the two frames -> (DMA's query tokens, key tokens), as `dma_query` orders them."""
+        """Patch inputs of the two frames -> (DMA's query inputs, key inputs), as `dma_query` orders them."""
         return (second, first) if self.cfg.dma_query == "second" else (first, second)
 
-    def micro_features(self, tok_first: torch.Tensor, tok_second: torch.Tensor,
+    def _compared(self, hid_first: torch.Tensor, hid_second: torch.Tensor,
+                  tok_first: torch.Tensor | None = None, tok_second: torch.Tensor | None = None):
+        """What DMA's Q and K read of the two frames' patches (dma_compare): their normalised tokens, or
+        their residual streams."""
+        if self.cfg.dma_compare == "residual":
+            return hid_first[:, 1:], hid_second[:, 1:]
+        tok_first = self.encoder.norm(hid_first) if tok_first is None else tok_first
+        tok_second = self.encoder.norm(hid_second) if tok_second is None else tok_second
+        return tok_first[:, 1:], tok_second[:, 1:]
+
+    def micro_features(self, hid_first: torch.Tensor, hid_second: torch.Tensor,
                        match: bool = False) -> dict[str, torch.Tensor]:
-        """Tokens of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA features and maps
-        (match=True: also DMA's softmax diagonal, "match_map")."""
-        first, second = tok_first[:, 1:], tok_second[:, 1:]
-        feats, dma_map, *softmax_diag = self.dma(*self._query_key(first, second), first, match=match)
+        """Residual streams of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA
+        features, maps and the normalised tokens (match=True: also DMA's softmax diagonal, "match_map")."""
+        tok_first, tok_second = self.encoder.norm(hid_first), self.encoder.norm(hid_second)
+        compared = self._query_key(*self._compared(hid_first, hid_second, tok_first, tok_second))
+        feats, dma_map, *softmax_diag = self.dma(*compared, tok_first[:, 1:], match=match)
         if self.cfg.use_poi:
             sal = poi_saliency(tok_second, self.cfg.poi_temperature)
         else:
             sal = torch.ones_like(dma_map)
         out = {"features": feats * sal.unsqueeze(-1), "dma_map": dma_map, "poi_map": sal,
-               "cls_first": tok_first[:, 0], "cls_second": tok_second[:, 0]}
+               "cls_first": tok_first[:, 0], "cls_second": tok_second[:, 0],
+               "tokens_first": tok_first[:, 1:], "tokens_second": tok_second[:, 1:]}
         if match:
             out["match_map"] = softmax_diag[0]
         return out
 
-    def change_map(self, tok_first: torch.Tensor, tok_second: torch.Tensor) -> torch.Tensor:
-        """−log a_i (B, N): DMA's change map alone (0 = unchanged), without features or PoI."""
-        return -torch.log(self.dma.change_map(*self._query_key(tok_first[:, 1:], tok_second[:, 1:])).clamp_min(1e-8))
+    def change_map(self, hid_first: torch.Tensor, hid_second: torch.Tensor) -> torch.Tensor:
+        """−log a_i (B, N): DMA's change map alone (0 = unchanged), without features or PoI, from the two
+        frames' residual streams."""
+        compared = self._query_key(*self._compared(hid_first, hid_second))
+        return -torch.log(self.dma.change_map(*compared).clamp_min(1e-8))
 
-    def motion(self, tok_first: torch.Tensor, tok_shifted) -> torch.Tensor:
-        """Directional DMA (model/direction.py): (B, N, 2) from the first frame's tokens and those of the
-        second frame's shifted copies (direction.SHIFTS order)."""
-        if len(tok_shifted) != len(SHIFTS):
-            raise ValueError(f"directional DMA needs the tokens of {len(SHIFTS)} shifted apexes, "
-                             f"got {len(tok_shifted)}")
-        return motion_from_changes(torch.stack([self.change_map(tok_first, t) for t in tok_shifted]))
+    def motion(self, hid_first: torch.Tensor, hid_shifted) -> torch.Tensor:
+        """Directional DMA (model/direction.py): (B, N, 2) from the first frame's residual stream and those
+        of the second frame's shifted copies (direction.SHIFTS order)."""
+        if len(hid_shifted) != len(SHIFTS):
+            raise ValueError(f"directional DMA needs the residual streams of {len(SHIFTS)} shifted apexes, "
+                             f"got {len(hid_shifted)}")
+        return motion_from_changes(torch.stack([self.change_map(hid_first, h) for h in hid_shifted]))
 
     def encode_pair(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One encoder pass over both frames (concatenated on the batch axis)."""
-        tokens = self.encoder(torch.cat([first, second], dim=0))
-        return tokens.chunk(2, dim=0)
+        """The two frames' residual streams, from one encoder pass (concatenated on the batch axis)."""
+        hidden = self.encoder.hidden(torch.cat([first, second], dim=0))
+        return hidden.chunk(2, dim=0)
 
     @torch.no_grad()
     def maps(self, first: torch.Tensor, second: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -105,10 +122,10 @@ class MicronBertModel(nn.Module):
         else:
             swapped = frame_t
             mask = torch.zeros(frame_t.shape[0], self.cfg.num_patches, dtype=torch.bool, device=frame_t.device)
-        tok_s, tok_b = self.encode_pair(swapped, frame_tp)
+        hid_s, hid_b = self.encode_pair(swapped, frame_tp)
         identity = pcfg.identity_weight > 0 and pcfg.use_swap and self.cfg.use_dma
-        micro = self.micro_features(tok_s, tok_b, match=identity and pcfg.identity_loss != "signal")
-        dec_in = torch.cat([tok_s[:, :1], tok_s[:, 1:] + micro["features"]], dim=1)
+        micro = self.micro_features(hid_s, hid_b, match=identity and pcfg.identity_loss != "signal")
+        dec_in = torch.cat([micro["cls_first"][:, None], micro["tokens_first"] + micro["features"]], dim=1)
         pred = self.decoder(dec_in)
         target = patchify(frame_t, p)
         if self.cfg.norm_pix_loss:

@@ -114,8 +114,8 @@ class MicronBertMethod(TrainedMethod):
                 v = (torch.randint(0, views, (len(idx),), generator=gen).to(t.device) if train and views > 1
                      else torch.zeros_like(t))
                 hidden = torch.cat([frame[v, t] for frame in self.tokens]).float()
-                tok = model.backbone.encoder.finish(hidden, self.first_trained_block).chunk(len(self.tokens))
-                return model.from_tokens(tok[0], tok[1], tok[2:])["logits"]
+                hid = model.backbone.encoder.hidden_from(hidden, self.first_trained_block).chunk(len(self.tokens))
+                return model.from_hidden(hid[0], hid[1], hid[2:])["logits"]
             onset, apex = to_float(self.data.onset[idx], self.device), to_float(self.data.apex[idx], self.device)
             if train and self.recipe.augment:
                 onset, apex = paired_augment(onset, apex, self.recipe, gen)

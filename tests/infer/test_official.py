@@ -169,10 +169,11 @@ def test_converted_model_matches_documented_forward(tmp_path):
     g = torch.Generator().manual_seed(1)
     a, b = torch.randn(2, 3, IMG, IMG, generator=g), torch.randn(2, 3, IMG, IMG, generator=g)
     with torch.no_grad():
-        tok_a, tok_b = model.encode_pair(a, b)
+        hid_a, hid_b = model.encode_pair(a, b)
+        tok_a, tok_b = model.encoder.norm(hid_a), model.encoder.norm(hid_b)
         ref_a, ref_b = ref_encoder(sd, "backbone.", a), ref_encoder(sd, "backbone.", b)
         assert torch.allclose(tok_a, ref_a, atol=1e-5) and torch.allclose(tok_b, ref_b, atol=1e-5)
-        micro = model.micro_features(tok_a, tok_b)
+        micro = model.micro_features(hid_a, hid_b)
         cross = ref_cross(sd, ref_a, ref_b)
         assert torch.allclose(model.dma(tok_a[:, 1:], tok_b[:, 1:], tok_a[:, 1:])[0], cross, atol=1e-5)
         # through the model's own routing (dma_query="first"), gated by its PoI map

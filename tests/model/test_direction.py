@@ -67,9 +67,9 @@ def test_no_direction_ignores_the_shifted_apexes_and_the_full_model_does_not(mon
     assert full.head.conv[0].weight.shape[1] == no_dir.head.conv[0].weight.shape[1] + 2
 
 
-def test_from_tokens_refuses_a_pair_without_the_shifted_tokens():
+def test_from_hidden_refuses_a_pair_without_the_shifted_apexes():
     model, onset = _classifier(), _image()
     with torch.no_grad():
-        tok = model.backbone.encode_pair(onset, onset)
+        hidden = model.backbone.encode_pair(onset, onset)
         with pytest.raises(ValueError, match="shifted apexes"):
-            model.from_tokens(*tok)
+            model.from_hidden(*hidden)

@@ -77,11 +77,13 @@ def test_micronbert_learns_its_training_set_and_is_deterministic(synthetic, clas
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
 
 
-def test_frozen_encoder_caches_views_and_trains_only_its_last_block_and_the_rest(synthetic, classes3):
+@pytest.mark.parametrize("compare", ["tokens", "residual"])
+def test_frozen_encoder_caches_views_and_trains_only_its_last_block_and_the_rest(synthetic, classes3, compare):
     table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=2)
     data, labels = pair_data(table, pairs), table["label"].to_numpy()
-    init = MicronBertClassifier(preset("test"), 3).backbone.state_dict()
-    m = MicronBertMethod(preset("test"), classes3, default_recipe("micronbert", True, epochs=2), init_state=init)
+    cfg = preset("test", dma_compare=compare)
+    init = MicronBertClassifier(cfg, 3).backbone.state_dict()
+    m = MicronBertMethod(cfg, classes3, default_recipe("micronbert", True, epochs=2), init_state=init)
     m.prepare(data)
     # the CPU recipe: clean + 4 augmented views of the frozen part's output (all blocks but the last),
     # for the onset, the apex and (directional DMA) its four shifted copies
@@ -94,7 +96,7 @@ def test_frozen_encoder_caches_views_and_trains_only_its_last_block_and_the_rest
     assert all(torch.equal(v, init[f"encoder.{k}"]) for k, v in enc.state_dict().items()
                if f"encoder.{k}" in init and not k.startswith((last, "norm.")))
     assert not torch.equal(enc.state_dict()[last + "mlp.fc1.weight"], init[f"encoder.{last}mlp.fc1.weight"])
-    # cached-token predictions equal a full forward pass through the frozen encoder
+    # predictions from the cache equal a full forward pass through the frozen encoder
     cached = m.predict(model, np.arange(len(table)))
     direct = predict_pairs(model, data.onset, data.apex)
     np.testing.assert_allclose(cached, direct, atol=1e-5)
