@@ -15,6 +15,10 @@ Rows (each LOSO on the demo's 48 samples, the same samples and seed for every ro
   pretrained-cpu-distance-residual  the same with DMA's Q and K reading the residual stream before the
                        encoder's final LayerNorm (dma_compare "residual") in pretraining and recognition
                        (DIR/<demo>/pretrain-<steps>-distance-residual)
+  pretrained-cpu-distance-residual-unprojected  the same with DMA comparing the residual streams
+                       themselves, without its Q and K projections (dma_project_qk off)
+  pretrained-cpu-distance-unprojected  pretrained-cpu-distance with DMA comparing the normalised tokens
+                       themselves, without its Q and K projections
   pretrained-long      as "pretrained", on an encoder pretrained 4 × `--steps` steps
   pretrained-full      full fine-tuning of the pretrained encoder (the "full" recipe as shipped, 20 epochs)
 `--epochs` (15) is that of the flow-cnn, no-pretrain, pretrained and pretrained-long rows; the -cpu and
@@ -36,7 +40,8 @@ from _demo_runs import loso_on_demo, pretrain_on_demo, study_parser
 
 ROWS = ("flow-cnn", "no-pretrain", "pretrained", "pretrained-cpu", "pretrained-cpu-direction",
         "pretrained-cpu-direction-nofdma", "pretrained-cpu-distance", "pretrained-cpu-distance-residual",
-        "pretrained-long", "pretrained-full")
+        "pretrained-cpu-distance-residual-unprojected", "pretrained-cpu-distance-unprojected", "pretrained-long",
+        "pretrained-full")
 
 
 def main() -> None:
@@ -45,12 +50,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15, help="epochs of the rows that do not use a shipped recipe")
     args = ap.parse_args()
 
-    def encoder(demo: Path, steps: int, signal: str = "cosine", compare: str = "tokens") -> tuple[Path, bool]:
+    def encoder(demo: Path, steps: int, signal: str = "cosine", compare: str = "tokens",
+                project: bool = True) -> tuple[Path, bool]:
         run = args.out / demo.name / (f"pretrain-{steps}" + ("" if signal == "cosine" else f"-{signal}")
-                                      + ("" if compare == "tokens" else f"-{compare}"))
+                                      + ("" if compare == "tokens" else f"-{compare}")
+                                      + ("" if project else "-unprojected"))
         if (run / "model.safetensors").is_file():
             return run, True
-        pretrain_on_demo(demo, run, steps, args.batch, signal=signal, dma_compare=compare)
+        pretrain_on_demo(demo, run, steps, args.batch, signal=signal, dma_compare=compare, dma_project_qk=project)
         return run, False
 
     rows = []
@@ -66,7 +73,8 @@ def main() -> None:
             shift = {"dma_shift_px": 0.5 if ("-direction" in row or distance_row) else 0.0,
                      "head_dma_features": not (row.endswith("-nofdma") or distance_row)}
             signal = "distance" if distance_row else "cosine"
-            compare = "residual" if row.endswith("-residual") else "tokens"
+            compare = "residual" if "-residual" in row else "tokens"
+            project = not row.endswith("-unprojected")
             if row == "flow-cnn":
                 res = loso_on_demo(demo, out, "flow-cnn", freeze_encoder=False, recognition_signal=None,
                                    epochs=args.epochs)
@@ -75,9 +83,9 @@ def main() -> None:
                                    switches=shift)
             else:
                 steps = args.steps * (4 if row == "pretrained-long" else 1)
-                init, reused = encoder(demo, steps, signal, compare)
+                init, reused = encoder(demo, steps, signal, compare, project)
                 extra = {"pretrain_steps": steps, "encoder_reused": reused, "dma_signal": signal,
-                         "dma_compare": compare, **shift}
+                         "dma_compare": compare, "dma_project_qk": project, **shift}
                 if row in ("pretrained", "pretrained-long"):
                     res = loso_on_demo(demo, out, init=init, epochs=args.epochs, cached_views=0, train_blocks=0,
                                        switches=shift)

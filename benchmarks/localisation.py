@@ -6,14 +6,16 @@ score is the share of pairs whose largest change (lowest DMA value) lies in the 
 ≈ 0.047). For each signal (`--signals`) and seed (`--seeds`): the tiny model at initialisation, and
 after the test's own pretraining (100 steps through `pretrain()`, batch 4, on 64 two-frame local-warp
 clips). `--compare residual` adds the same runs with DMA's Q and K reading the residual stream
-before the encoder's final LayerNorm (ModelConfig.dma_compare), named "<signal>+residual". Beside each
-map, on the same weights: the paper's −log a_i, the final tokens' cosine change and the L2 distance of
-DMA's own Q and K projections of what it compares.
+before the encoder's final LayerNorm (ModelConfig.dma_compare), named "<signal>+residual";
+`--unprojected` adds each of them with DMA comparing its inputs themselves, without its Q and K
+projections (ModelConfig.dma_project_qk off), named "...+unprojected". Beside each
+map, on the same weights: the paper's −log a_i, the final tokens' cosine change, the residual stream's
+own L2 change (no projection) and the L2 distance of DMA's own Q and K projections of what it compares.
 
     python benchmarks/localisation.py [--signals cosine distance] [--compare tokens residual]
-                                      [--seeds 0 1 2 3] [--work DIR]
+                                      [--unprojected] [--seeds 0 1 2 3] [--work DIR]
 
-An existing WORK/run-<signal>[-residual]-s<seed> with weights is reused. Prints one JSON object.
+An existing WORK/run-<name, '+' as '-'>-s<seed> with weights is reused. Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ def main() -> None:
     p.add_argument("--signals", nargs="+", default=["cosine", "distance"])
     p.add_argument("--compare", nargs="+", choices=["tokens", "residual"], default=["tokens"],
                    help="what DMA's Q and K read (ModelConfig.dma_compare)")
+    p.add_argument("--unprojected", action="store_true",
+                   help="also each variant without DMA's Q and K projections (ModelConfig.dma_project_qk)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--steps", type=int, default=100, help="pretraining steps (the test's 100)")
     p.add_argument("--work", default=None, help="folder for the clips and the pretraining runs (reused)")
@@ -71,9 +75,11 @@ def main() -> None:
         hid_x, hid_y = model.encode_pair(x, y)
         tok_x, tok_y = (model.encoder.norm(h)[:, 1:] for h in (hid_x, hid_y))
         out["tokens_cosine"] = hits((1 - F.cosine_similarity(tok_x, tok_y, dim=-1)).numpy())
-        query, key = model._query_key(*model._compared(hid_x, hid_y))  # in DMA's order
-        to_k = dma.to_q if dma.tie_qk else dma.to_k
-        out["qk_l2"] = hits((dma.to_q(query) - to_k(key)).norm(dim=-1).numpy())
+        out["residual_l2"] = hits((hid_y[:, 1:] - hid_x[:, 1:]).norm(dim=-1).numpy())  # no projection at all
+        if dma.project_qk:
+            query, key = model._query_key(*model._compared(hid_x, hid_y))  # in DMA's order
+            to_k = dma.to_q if dma.tie_qk else dma.to_k
+            out["qk_l2"] = hits((dma.to_q(query) - to_k(key)).norm(dim=-1).numpy())
         return out
 
     clips = work / "clips"
@@ -86,22 +92,23 @@ def main() -> None:
             write_image(clips / f"clip{i:03d}" / "img2.png", warped)
 
     results = {}
-    for signal in args.signals:
-        for compare in args.compare:
-            name = signal if compare == "tokens" else f"{signal}+{compare}"
-            cfg = preset("tiny", dma_signal=signal, dma_compare=compare)
-            for seed in args.seeds:
+    variants = [(s, c, True) for s in args.signals for c in args.compare]
+    variants += [(s, c, False) for s, c, _ in variants] if args.unprojected else []
+    for signal, compare, project in variants:
+        name = signal + ("" if compare == "tokens" else f"+{compare}") + ("" if project else "+unprojected")
+        cfg = preset("tiny", dma_signal=signal, dma_compare=compare, dma_project_qk=project)
+        for seed in args.seeds:
+            torch.manual_seed(seed)
+            init = measure(MicronBertModel(cfg, with_decoder=False, with_agreement=False))
+            run = work / f"run-{name.replace('+', '-')}-s{seed}"
+            if not (run / "model.safetensors").is_file():
+                pcfg = PretrainConfig(steps=args.steps, batch_size=4, warmup_steps=10, lr=3e-4, log_every=20,
+                                      ckpt_every=1000, seed=seed)
                 torch.manual_seed(seed)
-                init = measure(MicronBertModel(cfg, with_decoder=False, with_agreement=False))
-                run = work / f"run-{name.replace('+', '-')}-s{seed}"
-                if not (run / "model.safetensors").is_file():
-                    pcfg = PretrainConfig(steps=args.steps, batch_size=4, warmup_steps=10, lr=3e-4, log_every=20,
-                                          ckpt_every=1000, seed=seed)
-                    torch.manual_seed(seed)
-                    pretrain([str(clips)], run, cfg, pcfg, fps=30, show_progress=False)
-                model, _ = load_pretrained(run, with_decoder=False)
-                results.setdefault(name, {})[f"seed{seed}"] = {"init": init, "pretrained": measure(model)}
-                print(name, seed, results[name][f"seed{seed}"], file=sys.stderr, flush=True)
+                pretrain([str(clips)], run, cfg, pcfg, fps=30, show_progress=False)
+            model, _ = load_pretrained(run, with_decoder=False)
+            results.setdefault(name, {})[f"seed{seed}"] = {"init": init, "pretrained": measure(model)}
+            print(name, seed, results[name][f"seed{seed}"], file=sys.stderr, flush=True)
     summary = {s: {stage: round(float(np.mean([r[stage]["map"] for r in per.values()])), 3)
                    for stage in ("init", "pretrained")} for s, per in results.items()}
     emit({"benchmark": "localisation", "commit": git_commit(), "machine": machine(), "work": str(work),

@@ -43,6 +43,9 @@ class ModelConfig:
     dma_query: str = "second"     # "second": Q from I_{t+δ}/apex, K,V from Ĩ_t/onset (paper); "first": Q from the first frame (release)
     dma_chunk: int = 256          # query rows per chunk in the O(N)-memory DMA; 0 = naive N×N reference
     dma_tie_qk: bool = False      # share the Q and K projections (a_i then stays a same-place similarity)
+    # False: DMA's diagonal compares its inputs themselves (dma_compare), without the Q and K projections,
+    # which pretraining can turn away from the directions a small motion changes (docs/motion.md §12).
+    dma_project_qk: bool = True
     # > 0: logits cos(q_i, k_j)/τ instead of q_i·k_j/√d. Bounded logits keep the diagonal a same-place
     # similarity that pretraining cannot saturate; 0 gives the paper's scaled dot product exactly.
     dma_cosine_temperature: float = 0.1

@@ -48,3 +48,4 @@ def test_dma_compare_flag_reaches_the_model_config():
     assert _pretrain()[0].dma_compare == "tokens"
     assert _pretrain("--dma-compare", "residual")[0].dma_compare == "residual"
     assert _scaling("--dma-compare", "residual")[0].dma_compare == "residual"
+    assert _pretrain()[0].dma_project_qk and not _pretrain("--dma-no-projection")[0].dma_project_qk

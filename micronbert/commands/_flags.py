@@ -134,6 +134,9 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     p.add_argument("--dma-compare", choices=list(DMA_COMPARED), default=md.dma_compare,
                    help="what DMA's query and key read: the encoder's normalised tokens, or its residual "
                         "stream before the final LayerNorm (docs/motion.md §12)")
+    p.add_argument("--dma-no-projection", action="store_true",
+                   help="DMA's change map compares its inputs themselves, without the query and key "
+                        "projections (frozen then; docs/motion.md §12)")
     p.add_argument("--dma-tie-qk", action="store_true",
                    help="share DMA's query and key projections (to_k is then frozen: DDP needs every "
                         "trained parameter to get a gradient)")
@@ -156,7 +159,7 @@ def pretrain_configs(args):
     signal = args.dma_signal or ("paper" if args.dma_temperature == 0 else None)
     model_cfg = preset(args.preset, use_dma=not args.no_dma, use_poi=not args.no_poi, poi_variant=args.poi,
                        dma_cosine_temperature=args.dma_temperature, dma_tie_qk=args.dma_tie_qk,
-                       dma_compare=args.dma_compare,
+                       dma_compare=args.dma_compare, dma_project_qk=not args.dma_no_projection,
                        **({"dma_signal": signal} if signal else {}))
     pcfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, accum_steps=args.accum_steps, lr=args.lr,
                           warmup_steps=args.warmup_steps, swap_ratio=args.swap_ratio, use_swap=not args.no_swap,

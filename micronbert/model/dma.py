@@ -167,11 +167,13 @@ class DiagonalMicroAttention(nn.Module):
     With `diagonal=False` it is the plain cross-attention softmax(Q Kᵀ/√d) V (the no-DMA ablation,
     and the release's `diag_att=False`); the map it returns is then still the diagonal, for display
     only (detached: nothing downstream may learn from it). `traceable=True` computes the diagonal
-    with plain ops (ONNX export) instead of the O(N)-memory autograd Function.
+    with plain ops (ONNX export) instead of the O(N)-memory autograd Function. `project_qk=False`: Q and
+    K are the inputs themselves, split into heads (to_q and to_k are then unused).
     """
 
     def __init__(self, dim: int, heads: int = 1, diagonal: bool = True, chunk: int = 256, tie_qk: bool = False,
-                 cosine_temperature: float = 0.0, signal: str = "paper", traceable: bool = False):
+                 cosine_temperature: float = 0.0, signal: str = "paper", traceable: bool = False,
+                 project_qk: bool = True):
         super().__init__()
         if signal not in DMA_SIGNALS:
             raise ValueError(f"DMA signal must be one of {DMA_SIGNALS}, not {signal!r}")
@@ -179,6 +181,7 @@ class DiagonalMicroAttention(nn.Module):
             raise ValueError(f"the {signal} DMA signal needs a temperature > 0")
         self.heads = heads
         self.tie_qk = tie_qk
+        self.project_qk = project_qk
         self.cosine_temperature = cosine_temperature
         self.signal = signal
         self.diagonal = diagonal
@@ -225,7 +228,7 @@ class DiagonalMicroAttention(nn.Module):
         diag = self._softmax_diagonal(q, k, scale)
         if self.signal == "paper":
             return diag
-        q0 = self._split(self.to_q(key_tokens))
+        q0 = self._split(self.to_q(key_tokens) if self.project_qk else key_tokens)
         q0, _, _ = self._logits(q0, q0)
         base = self._softmax_diagonal(q0, k, scale)
         # a / a0 in log space, either way: a change can also make a patch *less* ambiguous (a_i rises)
@@ -234,6 +237,9 @@ class DiagonalMicroAttention(nn.Module):
 
     def _query_key(self, x_query: torch.Tensor, x_key: torch.Tensor):
         """(q, k, scale): the projected, split (and for cosine logits normalised) queries and keys."""
+        if not self.project_qk:
+            # the inputs themselves: pretraining cannot weight away the directions a small motion changes
+            return self._logits(self._split(x_query), self._split(x_key))
         to_k = self.to_q if self.tie_qk else self.to_k
         return self._logits(self._split(self.to_q(x_query)), self._split(to_k(x_key)))
 

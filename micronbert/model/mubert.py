@@ -42,7 +42,7 @@ class MicronBertModel(nn.Module):
                                   cfg.num_heads, cfg.mlp_ratio)
         self.dma = DiagonalMicroAttention(cfg.embed_dim, cfg.dma_heads, diagonal=cfg.use_dma, chunk=cfg.dma_chunk,
                                           tie_qk=cfg.dma_tie_qk, cosine_temperature=cfg.dma_cosine_temperature,
-                                          signal=cfg.dma_signal)
+                                          signal=cfg.dma_signal, project_qk=cfg.dma_project_qk)
         self.decoder = (PixelDecoder(cfg.embed_dim, cfg.decoder_embed_dim, cfg.decoder_depth, cfg.decoder_num_heads,
                                      cfg.mlp_ratio, cfg.grid, cfg.patch_size, cfg.in_chans)
                         if with_decoder else None)

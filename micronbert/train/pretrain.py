@@ -68,12 +68,16 @@ def _step_generator(seed: int, step: int, rank: int, micro: int, device: torch.d
 def freeze_unused_parameters(model: MicronBertModel, cfg: ModelConfig) -> list[str]:
     """Parameters the loss never reaches get requires_grad=False, so DDP (which refuses parameters
     without a gradient) needs no find_unused_parameters scan, and AdamW's weight decay leaves them as
-    they are. Today: with dma_tie_qk the DMA uses to_q for the keys, so to_k is unused."""
+    they are. Today: with dma_tie_qk the DMA uses to_q for the keys, so to_k is unused; without
+    dma_project_qk neither is used."""
+    unused = [] if cfg.dma_project_qk else ["to_q", "to_k"]
+    if cfg.dma_tie_qk and cfg.dma_project_qk:
+        unused = ["to_k"]
     frozen = []
-    if cfg.dma_tie_qk:
-        for name, p in model.dma.to_k.named_parameters():
+    for part in unused:
+        for name, p in getattr(model.dma, part).named_parameters():
             p.requires_grad_(False)
-            frozen.append(f"dma.to_k.{name}")
+            frozen.append(f"dma.{part}.{name}")
     return frozen
 
 

@@ -79,6 +79,15 @@ def test_a_model_without_direction_exports_no_motion_output(tmp_path):
     assert max(res["max_abs_diff"].values()) < 1e-4
 
 
+@pytest.mark.parametrize("overrides", [{"dma_compare": "residual"},
+                                       {"dma_compare": "residual", "dma_project_qk": False}])
+def test_export_follows_what_dma_compares(tmp_path, overrides):
+    folder = make_classifier_dir(tmp_path / "m", seed=5, **overrides)
+    res = export_onnx(folder, tmp_path / "m.onnx")
+    assert sorted(res["max_abs_diff"]) == ["dma_map", "dma_motion", "poi_map", "probabilities"]
+    assert max(res["max_abs_diff"].values()) < 1e-4
+
+
 def test_export_refuses_a_backbone_only_folder(tmp_path):
     from micronbert.config import preset
     from micronbert.model.checkpoint import save_model

@@ -2,6 +2,8 @@
 stream before the final LayerNorm ("residual"); everything else reads the tokens either way."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -72,3 +74,40 @@ def test_the_setting_is_checked_and_saved():
     cfg = preset("test", dma_compare="residual")
     assert model_config_from_dict(to_dict(cfg), "x").dma_compare == "residual"
     assert preset("test").dma_compare == "tokens"
+
+
+@torch.no_grad()
+def test_without_projection_the_map_compares_the_inputs_themselves():
+    torch.manual_seed(0)
+    cfg = preset("test", dma_compare="residual", dma_project_qk=False)
+    model = MicronBertModel(cfg, with_decoder=False, with_agreement=False).eval()
+    first, second = _streams(model)
+    before = model.change_map(first, second)
+    model.dma.to_q.weight.mul_(-3.0)  # the projections play no part
+    model.dma.to_k.weight.normal_()
+    assert torch.equal(model.change_map(first, second), before)
+    # the distance signal on the residual streams themselves: one pair scale s, −log a = ‖Δ‖²/(2τs²)
+    a, b = first[:, 1:], second[:, 1:]
+    s2 = 0.5 * (a.pow(2).sum(-1).mean(-1) + b.pow(2).sum(-1).mean(-1))
+    expected = (b - a).pow(2).sum(-1) / (2 * cfg.dma_cosine_temperature * s2[:, None])
+    expected = expected.clamp(max=-math.log(1e-8))  # change_map's floor on a_i    assert torch.allclose(before, expected, rtol=1e-4, atol=1e-5)
+    projected = MicronBertModel(preset("test", dma_compare="residual"), with_decoder=False, with_agreement=False)
+    projected.load_state_dict(model.state_dict())
+    assert not torch.allclose(projected.change_map(first, second), before)
+
+
+def test_pretraining_freezes_the_unused_projections(tmp_path, face_frames_dir):
+    from safetensors.torch import load_file
+
+    from micronbert.config import PretrainConfig
+    from micronbert.train.pretrain import pretrain
+
+    cfg = preset("test", dma_compare="residual", dma_project_qk=False)
+    pcfg = PretrainConfig(steps=2, batch_size=2, warmup_steps=1, log_every=1, ckpt_every=2, seed=3, lr=1e-3)
+    pretrain([str(face_frames_dir)], tmp_path / "run", cfg, pcfg, show_progress=False, device="cpu")
+    torch.manual_seed(3)
+    init = MicronBertModel(cfg).state_dict()
+    w = load_file(str(tmp_path / "run" / "model.safetensors"))
+    for name in ("dma.to_q.weight", "dma.to_k.weight"):
+        assert torch.equal(w[name], init[name])
+    assert not torch.equal(w["dma.to_v.weight"], init["dma.to_v.weight"])
