@@ -77,7 +77,7 @@ def main() -> None:
         out["tokens_cosine"] = hits((1 - F.cosine_similarity(tok_x, tok_y, dim=-1)).numpy())
         out["residual_l2"] = hits((hid_y[:, 1:] - hid_x[:, 1:]).norm(dim=-1).numpy())  # no projection at all
         if dma.project_qk:
-            query, key = model._query_key(*model._compared(hid_x, hid_y))  # in DMA's order
+            query, key = model._query_key(model._compared(hid_x), model._compared(hid_y))  # in DMA's order
             to_k = dma.to_q if dma.tie_qk else dma.to_k
             out["qk_l2"] = hits((dma.to_q(query) - to_k(key)).norm(dim=-1).numpy())
         return out

@@ -56,22 +56,22 @@ class MicronBertModel(nn.Module):
         """Patch inputs of the two frames -> (DMA's query inputs, key inputs), as `dma_query` orders them."""
         return (second, first) if self.cfg.dma_query == "second" else (first, second)
 
-    def _compared(self, hid_first: torch.Tensor, hid_second: torch.Tensor,
-                  tok_first: torch.Tensor | None = None, tok_second: torch.Tensor | None = None):
-        """What DMA's Q and K read of the two frames' patches (dma_compare): their normalised tokens, or
-        their residual streams."""
+    def _compared(self, hidden: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """What DMA's Q and K read of one frame's patches (dma_compare): its normalised tokens (`tokens`
+        when already computed), or its residual stream."""
         if self.cfg.dma_compare == "residual":
-            return hid_first[:, 1:], hid_second[:, 1:]
-        tok_first = self.encoder.norm(hid_first) if tok_first is None else tok_first
-        tok_second = self.encoder.norm(hid_second) if tok_second is None else tok_second
-        return tok_first[:, 1:], tok_second[:, 1:]
+            return hidden[:, 1:]
+        return (self.encoder.norm(hidden) if tokens is None else tokens)[:, 1:]
+
+    def _change(self, compared_first: torch.Tensor, compared_second: torch.Tensor) -> torch.Tensor:
+        return -torch.log(self.dma.change_map(*self._query_key(compared_first, compared_second)).clamp_min(1e-8))
 
     def micro_features(self, hid_first: torch.Tensor, hid_second: torch.Tensor,
                        match: bool = False) -> dict[str, torch.Tensor]:
         """Residual streams of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA
         features, maps and the normalised tokens (match=True: also DMA's softmax diagonal, "match_map")."""
         tok_first, tok_second = self.encoder.norm(hid_first), self.encoder.norm(hid_second)
-        compared = self._query_key(*self._compared(hid_first, hid_second, tok_first, tok_second))
+        compared = self._query_key(self._compared(hid_first, tok_first), self._compared(hid_second, tok_second))
         feats, dma_map, *softmax_diag = self.dma(*compared, tok_first[:, 1:], match=match)
         if self.cfg.use_poi:
             sal = poi_saliency(tok_second, self.cfg.poi_temperature)
@@ -87,8 +87,7 @@ class MicronBertModel(nn.Module):
     def change_map(self, hid_first: torch.Tensor, hid_second: torch.Tensor) -> torch.Tensor:
         """−log a_i (B, N): DMA's change map alone (0 = unchanged), without features or PoI, from the two
         frames' residual streams."""
-        compared = self._query_key(*self._compared(hid_first, hid_second))
-        return -torch.log(self.dma.change_map(*compared).clamp_min(1e-8))
+        return self._change(self._compared(hid_first), self._compared(hid_second))
 
     def motion(self, hid_first: torch.Tensor, hid_shifted) -> torch.Tensor:
         """Directional DMA (model/direction.py): (B, N, 2) from the first frame's residual stream and those
@@ -96,7 +95,8 @@ class MicronBertModel(nn.Module):
         if len(hid_shifted) != len(SHIFTS):
             raise ValueError(f"directional DMA needs the residual streams of {len(SHIFTS)} shifted apexes, "
                              f"got {len(hid_shifted)}")
-        return motion_from_changes(torch.stack([self.change_map(hid_first, h) for h in hid_shifted]))
+        first = self._compared(hid_first)  # once, not once per shifted apex
+        return motion_from_changes(torch.stack([self._change(first, self._compared(h)) for h in hid_shifted]))
 
     def encode_pair(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two frames' residual streams, from one encoder pass (concatenated on the batch axis)."""

@@ -70,9 +70,7 @@ def freeze_unused_parameters(model: MicronBertModel, cfg: ModelConfig) -> list[s
     without a gradient) needs no find_unused_parameters scan, and AdamW's weight decay leaves them as
     they are. Today: with dma_tie_qk the DMA uses to_q for the keys, so to_k is unused; without
     dma_project_qk neither is used."""
-    unused = [] if cfg.dma_project_qk else ["to_q", "to_k"]
-    if cfg.dma_tie_qk and cfg.dma_project_qk:
-        unused = ["to_k"]
+    unused = ["to_q", "to_k"] if not cfg.dma_project_qk else ["to_k"] if cfg.dma_tie_qk else []
     frozen = []
     for part in unused:
         for name, p in getattr(model.dma, part).named_parameters():

@@ -90,7 +90,8 @@ def test_without_projection_the_map_compares_the_inputs_themselves():
     a, b = first[:, 1:], second[:, 1:]
     s2 = 0.5 * (a.pow(2).sum(-1).mean(-1) + b.pow(2).sum(-1).mean(-1))
     expected = (b - a).pow(2).sum(-1) / (2 * cfg.dma_cosine_temperature * s2[:, None])
-    expected = expected.clamp(max=-math.log(1e-8))  # change_map's floor on a_i    assert torch.allclose(before, expected, rtol=1e-4, atol=1e-5)
+    expected = expected.clamp(max=-math.log(1e-8))  # change_map's floor on a_i
+    assert torch.allclose(before, expected, rtol=1e-4, atol=1e-5)
     projected = MicronBertModel(preset("test", dma_compare="residual"), with_decoder=False, with_agreement=False)
     projected.load_state_dict(model.state_dict())
     assert not torch.allclose(projected.change_map(first, second), before)
