@@ -66,6 +66,9 @@ def main() -> None:
                         "is then the micronbert row and is skipped; paper = the paper's formulation on it)")
     p.add_argument("--pretrain-batch", type=int, default=16)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per evaluation (default: torch's, every core; 1 on a machine shared with "
+                        "other jobs)")
     p.add_argument("--work", default=None, help="working folder (default: a temporary one); reused when present")
     p.add_argument("--probe", action="store_true", help="measure the change signals and PoI only (see above)")
     p.add_argument("--probe-weights", default=None, help="--probe: a pretrained folder (default: init, seeds 0-2)")
@@ -128,7 +131,9 @@ def main() -> None:
         for seed in args.seeds:
             res = work / "runs" / f"{method}-seed{seed}"
             argv = ["evaluate", "--samples", *(shuffled if method == "shuffled" else samples), "--protocol",
-                    "megc2019", "--cache", str(cache), "--seed", str(seed), "--threads", "1", "--out", str(res)]
+                    "megc2019", "--cache", str(cache), "--seed", str(seed), "--out", str(res)]
+            if args.threads:
+                argv += ["--threads", str(args.threads)]
             if method == "flow-cnn":
                 argv += ["--model", "flow-cnn"]
             else:
@@ -149,7 +154,8 @@ def main() -> None:
     emit({"benchmark": "motion", "commit": commit, "machine": machine(), "work": str(work),
           "setting": {"layouts": list(FORMATS), "subjects_per_layout": args.subjects, "clips_per_subject": args.clips,
                       "frames": args.frames, "data_seed": args.data_seed, "amplitude_px224": args.amplitude, "distractions": True,
-                      "face_px": 112, "protocol": "megc2019", "mubert_recipe": "frozen (CPU): cached views",
+                      "face_px": 112, "protocol": "megc2019", "mubert_recipe": "frozen (CPU): 4 cached views, last block, at most 160 steps",
+                      "threads": args.threads or "torch default",
                       "epochs": args.epochs, "seeds": args.seeds, "pretrain_steps": args.pretrain_steps,
                       "pretrain_batch": args.pretrain_batch,
                       "pretrain_frames": ("none: random encoder (seeded) for every μ-BERT row" if not inits else

@@ -39,9 +39,10 @@ def test_frozen_recipe_flags_reach_the_recipe():
 
     base = ["evaluate", "--samples", "s.csv", "--protocol", "megc2019", "--cache", "c", "--out", "x", "--freeze-encoder"]
     default = recipe_from_args(build_parser().parse_args(base))
-    assert (default.cached_views, default.train_blocks) == (4, 1)  # the CPU recipe's own settings
-    plain = recipe_from_args(build_parser().parse_args(base + ["--cached-views", "0", "--train-blocks", "0"]))
-    assert (plain.cached_views, plain.train_blocks) == (0, 0)
+    assert (default.cached_views, default.train_blocks, default.max_steps) == (4, 1, 160)  # the CPU recipe's own
+    plain = recipe_from_args(build_parser().parse_args(base + ["--cached-views", "0", "--train-blocks", "0",
+                                                               "--max-steps", "0"]))
+    assert (plain.cached_views, plain.train_blocks, plain.max_steps) == (0, 0, 0)
 
 
 def test_dma_compare_flag_reaches_the_model_config():

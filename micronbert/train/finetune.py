@@ -18,7 +18,7 @@ from torch import nn
 
 from micronbert.model.classifier import save_classifier
 from micronbert.train.metrics import classification_metrics
-from micronbert.train.recipe import FinetuneConfig, class_weights
+from micronbert.train.recipe import FinetuneConfig, class_weights, epochs_for
 from micronbert.train.schedule import warmup_cosine
 from micronbert.utils.progress import progress
 
@@ -28,18 +28,19 @@ BatchLogits = Callable[[np.ndarray, bool, torch.Generator], torch.Tensor]
 def train_loop(model: nn.Module, batch_logits: BatchLogits, train_idx: np.ndarray, labels: np.ndarray,
                num_classes: int, cfg: FinetuneConfig, groups: list[dict], generator: torch.Generator,
                device, desc: str = "train", val: Callable[[nn.Module], float] | None = None) -> dict:
-    """Fixed-epoch training. `batch_logits(sample_indices, train, gen)` -> logits for those samples.
+    """Fixed-epoch training (`epochs_for`: the recipe's epochs, or fewer under its `max_steps`). `batch_logits(sample_indices, train, gen)` -> logits for those samples.
     With `val` (a score on held-out *training* subjects), the best-scoring epoch's weights are kept."""
     train_idx = np.asarray(train_idx)
     y_all = torch.tensor(np.asarray(labels), dtype=torch.long)
     weight = class_weights(labels[train_idx], num_classes, cfg.class_weights).to(device)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
     steps_per_epoch = max(1, math.ceil(len(train_idx) / cfg.batch_size))
-    total = cfg.epochs * steps_per_epoch
+    epochs = epochs_for(cfg, len(train_idx))
+    total = epochs * steps_per_epoch
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     step, history = 0, []
     best = (-math.inf, None, -1)
-    for epoch in progress(range(cfg.epochs), desc=desc, unit="epoch", leave=False):
+    for epoch in progress(range(epochs), desc=desc, unit="epoch", leave=False):
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
         losses = []
@@ -66,7 +67,7 @@ def train_loop(model: nn.Module, batch_logits: BatchLogits, train_idx: np.ndarra
         history.append(entry)
     if val is not None and best[1] is not None:
         model.load_state_dict(best[1])
-    return {"history": history, "best_epoch": best[2] if val is not None else cfg.epochs,
+    return {"history": history, "best_epoch": best[2] if val is not None else epochs,
             "final_loss": history[-1]["loss"]}
 
 

@@ -28,6 +28,7 @@ from micronbert.errors import MicronbertError
 @dataclass
 class FinetuneConfig:
     epochs: int = 20
+    max_steps: int = 0             # >0: at most this many optimisation steps, in whole epochs (large training sets)
     batch_size: int = 16
     lr: float = 1e-4               # base lr of the head; the encoder gets lr * layer_decay^depth_from_top
     min_lr: float = 1e-6
@@ -53,8 +54,8 @@ class FinetuneConfig:
     def __post_init__(self):
         if self.class_weights not in ("balanced", "none"):
             raise MicronbertError(f"class_weights must be 'balanced' or 'none', not {self.class_weights!r}")
-        if self.cached_views < 0 or self.train_blocks < 0:
-            raise MicronbertError("cached_views and train_blocks must be >= 0")
+        if self.cached_views < 0 or self.train_blocks < 0 or self.max_steps < 0:
+            raise MicronbertError("cached_views, train_blocks and max_steps must be >= 0")
         if self.epochs < 1 or self.batch_size < 1:
             raise MicronbertError("epochs and batch_size must be >= 1")
 
@@ -62,8 +63,10 @@ class FinetuneConfig:
 # How each family's recipe differs from FinetuneConfig's defaults (the full fine-tuning of μ-BERT).
 RECIPE_FAMILIES = {
     "full": {},
-    # the CPU recipe: 4 augmented views + the clean one cached, the last encoder block, DMA and head train
-    "frozen": dict(epochs=30, lr=1e-3, freeze_encoder=True, cached_views=4, train_blocks=1),
+    # the CPU recipe: 4 augmented views + the clean one cached, the last encoder block, DMA and head train;
+    # 30 epochs, but at most 160 steps: a MEGC2019-sized fold (~290 training pairs) gets 8 epochs, so the
+    # 36-fold LOSO fits in about half an hour on 2 cores (docs/motion.md §13); the demo's 42 pairs keep 30
+    "frozen": dict(epochs=30, max_steps=160, lr=1e-3, freeze_encoder=True, cached_views=4, train_blocks=1),
     "flow": dict(epochs=40, lr=1e-3, weight_decay=1e-4, crop_scale=(1.0, 1.0), rotate_deg=0.0, jitter=0.0),
 }
 
@@ -73,6 +76,15 @@ def family_recipe(family: str, **overrides) -> FinetuneConfig:
     base = dict(RECIPE_FAMILIES[family])
     base.update({k: v for k, v in overrides.items() if v is not None})
     return FinetuneConfig(**base)
+
+
+def epochs_for(cfg: FinetuneConfig, n_train: int) -> int:
+    """The epochs a training set of `n_train` samples gets: `cfg.epochs`, or fewer whole epochs when that
+    would pass `cfg.max_steps` optimisation steps (at least one epoch)."""
+    if not cfg.max_steps:
+        return cfg.epochs
+    steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
+    return max(1, min(cfg.epochs, cfg.max_steps // steps_per_epoch))
 
 
 def recipe_dict(cfg: FinetuneConfig) -> dict:

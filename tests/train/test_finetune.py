@@ -1,6 +1,7 @@
 """The fine-tuning recipe: paired augmentation, class weights, layer decay, determinism, classifier folders."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,7 +14,9 @@ from micronbert.model.heads import MicronBertClassifier
 from micronbert.model.classifier import load_classifier, predict_pairs, save_classifier
 from micronbert.train.methods import MicronBertMethod, build_method, default_recipe
 from micronbert.train.pairdata import PairData
-from micronbert.train.recipe import FinetuneConfig, class_weights, classifier_param_groups, paired_augment
+from micronbert.train.finetune import train_loop
+from micronbert.train.recipe import (FinetuneConfig, class_weights, classifier_param_groups, epochs_for, family_recipe,
+                                     paired_augment)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -43,6 +46,31 @@ def test_class_weights_balance_the_training_fold():
     assert class_weights(np.array([0, 1]), 2, "none").tolist() == [1.0, 1.0]
     with pytest.raises(MicronbertError):
         FinetuneConfig(class_weights="sqrt")
+
+
+def test_max_steps_caps_a_large_training_set_in_whole_epochs_and_ends_the_schedule():
+    model = torch.nn.Linear(2, 3)
+    x, labels = torch.randn(100, 2), np.arange(100) % 3
+    calls, lrs = [], []
+    opt_groups = [{"params": list(model.parameters()), "weight_decay": 0.0, "lr_scale": 1.0}]
+
+    def logits(idx, train, gen):
+        calls.append(len(idx))
+        lrs.append(opt_groups[0]["lr"] if "lr" in opt_groups[0] else None)
+        return model(x[idx])
+
+    cfg = FinetuneConfig(epochs=30, max_steps=20, batch_size=16, lr=1e-2, min_lr=0.0, warmup_epochs=0)
+    info = train_loop(model, logits, np.arange(100), labels, 3, cfg, opt_groups, torch.Generator().manual_seed(0), "cpu")
+    # 7 steps per epoch: 20 steps hold two whole epochs, so every sample is seen equally often
+    assert len(info["history"]) == 2 and info["best_epoch"] == 2 and sum(calls) == 200 and len(calls) == 14
+    assert lrs[-1] < 0.05 * cfg.lr      # the cosine schedule spans the epochs that run, not the 30 asked for
+    assert epochs_for(dataclasses.replace(cfg, max_steps=0), 100) == 30
+    assert epochs_for(dataclasses.replace(cfg, max_steps=3), 100) == 1    # at least one epoch
+    # the CPU recipe: a demo-sized fold (42 training pairs) keeps its 30 epochs, a MEGC2019-sized one (~330) gets fewer
+    frozen = family_recipe("frozen")
+    assert epochs_for(frozen, 42) == frozen.epochs == 30 and epochs_for(frozen, 330) < 30
+    with pytest.raises(MicronbertError):
+        FinetuneConfig(max_steps=-1)
 
 
 def test_layer_wise_lr_decay_scales_deeper_layers_more_lightly():
