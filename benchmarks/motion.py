@@ -8,7 +8,8 @@ included; no labels are read): `micronbert pretrain --frames <cache>` twice, wit
 (defaults) and the paper's (--dma-temperature 0 --identity-weight 0).
 Evaluation: `micronbert evaluate --protocol megc2019` (LOSO over all subjects of the three layouts) with a
 fixed number of epochs (no per-subject selection), the CPU recipe (--freeze-encoder: cached augmented
-views, the last block, DMA and head train), for every method below and every --seeds entry:
+views, the last block, DMA and head train; 30 epochs or at most 160 steps, so 8 epochs at the full size),
+for every method below and every --seeds entry:
     micronbert       ours, pretrained
     no-dma           plain cross-attention instead of DMA (the head never sees the diagonal)
     no-poi           no PoI gating
@@ -28,7 +29,7 @@ and the distance signal, on the same weights; r between the paper's map of a mov
 for aligned faces the share of PoI saliency mass inside the 68-landmark hull and the effective number
 of patches (1 / Σ s²) per softmax temperature.
 
-    python benchmarks/motion.py                                    # the full setting (hours on 2 busy cores)
+    python benchmarks/motion.py          # the full setting: ~30 min per μ-BERT row and seed on 2 idle cores
     python benchmarks/motion.py --subjects 4 --clips 4 --seeds 0 --epochs 10 --pretrain-steps 100   # quick
     python benchmarks/motion.py --probe [--probe-weights PRETRAINED_DIR]
 """

@@ -1,0 +1,61 @@
+"""Score LOSO runs on the folds they all finished: compare a sharded or interrupted run with a full one.
+
+`micronbert evaluate` pools its results only when every fold is done. A long comparison on a CPU (e.g. one
+recipe against another on a MEGC2019-sized composite) often runs a shard (`--shard 0/4`) or stops early;
+this reads each RESULTS folder's finished folds (`folds/NNN_<fold>.csv/.json`), keeps the folds that every
+folder finished, and scores each run on exactly those samples (pooled UF1/UAR as the protocol does), with
+the sample list's hash, the samples each run got wrong and the mean seconds and epochs per fold.
+
+    python benchmarks/common_folds.py results/capped results/uncapped results/flow
+Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, machine  # noqa: E402
+
+
+def finished_folds(run: Path) -> dict[str, Path]:
+    """fold file stem -> predictions CSV, for folds whose CSV and meta JSON are both written."""
+    return {p.stem: p for p in sorted((run / "folds").glob("*.csv")) if p.with_suffix(".json").is_file()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="RESULTS folders of `micronbert evaluate` (the same samples and protocol)")
+    args = p.parse_args()
+    from micronbert.train.metrics import classification_metrics
+
+    runs = [Path(r) for r in args.runs]
+    folds = [finished_folds(r) for r in runs]
+    common = sorted(set.intersection(*(set(f) for f in folds)))
+    if not common:
+        sys.exit("no fold is finished in every run")
+    out = {"benchmark": "common_folds", "machine": machine(), "folds": common, "runs": {}}
+    for run, done in zip(runs, folds):
+        preds = pd.concat([pd.read_csv(done[f]) for f in common], ignore_index=True)
+        metas = [json.loads(done[f].with_suffix(".json").read_text()) for f in common]
+        classes = [c[len("prob_"):] for c in preds.columns if c.startswith("prob_")]
+        m = classification_metrics(preds["label"].to_numpy(), preds["pred"].to_numpy(), classes)
+        keys = sorted(f"{d}/{s}" for d, s in zip(preds["dataset"], preds["sample_id"]))
+        wrong = preds[preds["label"] != preds["pred"]]
+        out["runs"][str(run)] = {
+            "n_samples": len(preds), "samples_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
+            "uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"],
+            "wrong": [f"{r.dataset}/{r.sample_id}: {r.true_class} -> {r.pred_class}" for r in wrong.itertuples()],
+            "epochs_used": sorted({meta.get("epochs_used") for meta in metas}),
+            "seconds_per_fold": round(sum(meta["seconds"] for meta in metas) / len(metas), 1),
+            "folds_finished": len(done)}
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()
