@@ -15,7 +15,8 @@ def configure(p) -> None:
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs per fold")
     p.add_argument("--full-finetune", action="store_true",
-                   help="fine-tune the encoder too (slower; default: the CPU recipe, the frozen encoder's last block, DMA and the head trained)")
+                   help="fine-tune the encoder too (slower; default: the CPU recipe, the frozen encoder's last block, "
+                        "DMA and the head trained)")
     p.add_argument("--parallel", type=int, default=None, help="evaluations run at once (one thread each)")
     p.add_argument("--seed", type=int, default=0)
 

@@ -53,7 +53,8 @@ def configure(p):
     add_mode_args(e)
     e.add_argument("--model", default="micronbert", choices=pretrainable_models(),
                    help="μ-BERT or an ablation; the ablation applies to pretraining and fine-tuning")
-    e.add_argument("--freeze-encoder", action="store_true", help="the CPU recipe (as `evaluate --freeze-encoder`): the last block, DMA and the head train")
+    e.add_argument("--freeze-encoder", action="store_true",
+                   help="the CPU recipe (as `evaluate --freeze-encoder`): the last block, DMA and the head train")
     e.add_argument("--eval-epochs", type=int, default=None, help="fine-tuning epochs per fold")
     e.add_argument("--eval-batch-size", type=int, default=None)
     e.add_argument("--eval-lr", type=float, default=None)

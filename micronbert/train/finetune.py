@@ -28,7 +28,8 @@ BatchLogits = Callable[[np.ndarray, bool, torch.Generator], torch.Tensor]
 def train_loop(model: nn.Module, batch_logits: BatchLogits, train_idx: np.ndarray, labels: np.ndarray,
                num_classes: int, cfg: FinetuneConfig, groups: list[dict], generator: torch.Generator,
                device, desc: str = "train", val: Callable[[nn.Module], float] | None = None) -> dict:
-    """Fixed-epoch training (`epochs_for`: the recipe's epochs, or fewer under its `max_steps`). `batch_logits(sample_indices, train, gen)` -> logits for those samples.
+    """Fixed-epoch training (`epochs_for`: the recipe's epochs, or fewer under its `max_steps`).
+    `batch_logits(sample_indices, train, gen)` -> logits for those samples.
     With `val` (a score on held-out *training* subjects), the best-scoring epoch's weights are kept."""
     train_idx = np.asarray(train_idx)
     y_all = torch.tensor(np.asarray(labels), dtype=torch.long)
