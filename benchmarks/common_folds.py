@@ -28,18 +28,15 @@ def finished_folds(run: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted((run / "folds").glob("*.csv")) if p.with_suffix(".json").is_file()}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="RESULTS folders of `micronbert evaluate` (the same samples and protocol)")
-    args = p.parse_args()
+def score_on_common_folds(runs: list[Path]) -> dict:
+    """{"folds": the folds every run finished, "runs": {run: scores on exactly those samples}}."""
     from micronbert.train.metrics import classification_metrics
 
-    runs = [Path(r) for r in args.runs]
     folds = [finished_folds(r) for r in runs]
     common = sorted(set.intersection(*(set(f) for f in folds)))
     if not common:
-        sys.exit("no fold is finished in every run")
-    out = {"benchmark": "common_folds", "machine": machine(), "folds": common, "runs": {}}
+        raise SystemExit("no fold is finished in every run: " + ", ".join(map(str, runs)))
+    out = {"folds": common, "runs": {}}
     for run, done in zip(runs, folds):
         preds = pd.concat([pd.read_csv(done[f]) for f in common], ignore_index=True)
         metas = [json.loads(done[f].with_suffix(".json").read_text()) for f in common]
@@ -54,7 +51,14 @@ def main() -> None:
             "epochs_used": sorted({meta.get("epochs_used") for meta in metas}),
             "seconds_per_fold": round(sum(meta["seconds"] for meta in metas) / len(metas), 1),
             "folds_finished": len(done)}
-    emit(out)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="RESULTS folders of `micronbert evaluate` (the same samples and protocol)")
+    args = p.parse_args()
+    emit({"benchmark": "common_folds", "machine": machine(), **score_on_common_folds([Path(r) for r in args.runs])})
 
 
 if __name__ == "__main__":

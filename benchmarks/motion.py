@@ -19,7 +19,8 @@ for every method below and every --seeds entry:
     no-pretrain      random encoder
     paper            the paper's formulation, on the paper-pretrained encoder
     flow-cnn         the optical-flow baseline (its own recipe)
-    shuffled         ours on labels permuted across samples (class counts kept): must sit at chance
+    shuffled         ours on labels permuted within each layout among the samples MEGC2019 keeps (the same
+                     samples, each layout's class counts kept): must sit at chance
 Prints one JSON object (mean ± sd of UF1/UAR per method).
 
 `--probe` instead measures the change signals and the PoI map on real faces (no training unless
@@ -70,6 +71,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per evaluation (default: torch's, every core; 1 on a machine shared with "
                         "other jobs)")
+    p.add_argument("--shard", default=None,
+                   help="k/K: run only this share of the LOSO folds (evaluate --shard); every row is then scored "
+                        "on the folds all of this call's runs finished (a full run in --work counts on those folds)")
     p.add_argument("--work", default=None, help="working folder (default: a temporary one); reused when present")
     p.add_argument("--probe", action="store_true", help="measure the change signals and PoI only (see above)")
     p.add_argument("--probe-weights", default=None, help="--probe: a pretrained folder (default: init, seeds 0-2)")
@@ -135,6 +139,8 @@ def main() -> None:
                     "megc2019", "--cache", str(cache), "--seed", str(seed), "--out", str(res)]
             if args.threads:
                 argv += ["--threads", str(args.threads)]
+            if args.shard:
+                argv += ["--shard", args.shard]
             if method == "flow-cnn":
                 argv += ["--model", "flow-cnn"]
             else:
@@ -145,19 +151,25 @@ def main() -> None:
             t = time.time()
             if not (res / "metrics.json").is_file():
                 _run(cli, argv)
+            if args.shard:  # scored below, on the folds every run finished
+                runs.append({"seed": seed, "run": str(res), "seconds": round(time.time() - t, 1)})
+                continue
             m = json.loads((res / "metrics.json").read_text())
             runs.append({"seed": seed, "uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"],
                          "n_samples": m["n_samples"], "n_folds": m["n_folds"], "seconds": round(time.time() - t, 1)})
             print(f"{method} seed {seed}: UF1 {m['uf1']:.3f} UAR {m['uar']:.3f} ({time.time() - t:.0f} s)",
                   file=sys.stderr)
-        results[method] = {**{f"{k}_{s}": round(f(r[k] for r in runs), 4) for k in ("uf1", "uar")
-                              for s, f in (("mean", statistics.mean), ("sd", _sd))}, "runs": runs}
+        results[method] = {"runs": runs}
+    folds = _score_shard(results) if args.shard else None
+    for res in results.values():
+        res.update({f"{k}_{s}": round(f(r[k] for r in res["runs"]), 4) for k in ("uf1", "uar")
+                    for s, f in (("mean", statistics.mean), ("sd", _sd))})
     emit({"benchmark": "motion", "commit": commit, "machine": machine(), "work": str(work),
           "setting": {"layouts": list(FORMATS), "subjects_per_layout": args.subjects, "clips_per_subject": args.clips,
                       "frames": args.frames, "data_seed": args.data_seed, "amplitude_px224": args.amplitude, "distractions": True,
                       "face_px": 112, "protocol": "megc2019", "mubert_recipe": "frozen (CPU): 4 cached views, last block, at most 160 steps",
                       "threads": args.threads or "torch default",
-                      "epochs": args.epochs, "seeds": args.seeds, "pretrain_steps": args.pretrain_steps,
+                      "epochs": args.epochs, "seeds": args.seeds, "shard": args.shard, "shard_folds": folds, "pretrain_steps": args.pretrain_steps,
                       "pretrain_batch": args.pretrain_batch,
                       "pretrain_frames": ("none: random encoder (seeded) for every μ-BERT row" if not inits else
                                           "transductive: every clip of the benchmark, labels unused")},
@@ -317,21 +329,40 @@ def _sd(values) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _shuffled(samples: list[str], work: Path) -> list[str]:
-    """Copies of the sample tables with emotions permuted across all samples (class counts kept)."""
-    import numpy as np
-    import pandas as pd
+def _score_shard(results: dict) -> list[str]:
+    """Fill each run's scores from the folds that every run of `results` finished; returns those folds."""
+    from common_folds import score_on_common_folds
 
+    scored = score_on_common_folds([Path(r["run"]) for res in results.values() for r in res["runs"]])
+    for res in results.values():
+        for r in res["runs"]:
+            s = scored["runs"][r["run"]]
+            r.update({k: s[k] for k in ("uf1", "uar", "accuracy", "n_samples", "samples_sha256", "wrong")},
+                     n_folds=len(scored["folds"]))
+            print(f"{Path(r['run']).name} on {len(scored['folds'])} folds: UF1 {s['uf1']:.3f}", file=sys.stderr)
+    return scored["folds"]
+
+
+def _shuffled(samples: list[str], work: Path) -> list[str]:
+    """Copies of the sample tables with the emotions permuted within each layout, among the rows that
+    MEGC2019 keeps: the very samples the other rows evaluate, with each layout's class counts kept.
+    (Permuting across layouts would hand a SAMM emotion to a CASME II row, where MEGC2019 does not map
+    it, and the control would score another, smaller sample set.)"""
+    import numpy as np
+
+    from micronbert.data.protocol import load_protocol
     from micronbert.data.samples import read_samples, write_samples
 
-    tables = [read_samples(s) for s in samples]
-    emotions = np.concatenate([t["emotion"].to_numpy() for t in tables])
-    emotions = emotions[np.random.default_rng(12345).permutation(len(emotions))]
-    out, start = [], 0
-    for s, t in zip(samples, tables):
-        t = t.copy()
-        t["emotion"] = emotions[start:start + len(t)]
-        start += len(t)
+    megc = load_protocol("megc2019")
+    rng = np.random.default_rng(12345)
+    out = []
+    for s in samples:
+        t = read_samples(s).copy()
+        kept = megc.apply(t)["sample_id"]
+        rows = np.flatnonzero(t["sample_id"].isin(set(kept)).to_numpy())
+        emotion = t["emotion"].to_numpy().copy()
+        emotion[rows] = emotion[rows[rng.permutation(len(rows))]]
+        t["emotion"] = emotion
         path = work / f"shuffled_{Path(s).name}"
         write_samples(t, path)
         out.append(str(path))

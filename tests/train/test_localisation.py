@@ -7,6 +7,7 @@ paper's raw softmax diagonal (−log a_i), evaluated on the same weights, must f
 ranks patches by how distinctive they are, not by whether they moved.
 """
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -23,6 +24,19 @@ from micronbert.train.pretrain import pretrain
 
 SIZE, PATCH = 112, 8
 AMP, NOISE = 1.5, 3.0  # a 1.5 px action, independent pixel noise σ = 3 on both frames
+
+
+# (name, config changes, the least share of pairs the map must find). The default compares DMA's projected
+# tokens: measured 0.875-0.896 at initialisation and 0.875-0.917 after pretraining (seeds 0-3), so it is held
+# to 0.85. Comparing the residual stream without the Q/K projections (`--dma-compare residual
+# --dma-no-projection`) meets the issue's 0.9 at both points (0.917-0.979 and 0.917-0.958, docs/motion.md
+# §12); it is not the default because it recognised no better on the development folders.
+VARIANTS = [("default", {}, 0.85),
+            ("residual-unprojected", {"dma_compare": "residual", "dma_project_qk": False}, 0.9)]
+
+
+def tiny(changes):
+    return dataclasses.replace(preset("tiny"), **changes)
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +60,25 @@ def hit_rate(model, pairs, signal=None):
     return float(np.mean([masks[i][dma[i].argmin()] for i in range(len(x))])), float(masks.mean())
 
 
-def test_change_map_finds_the_moved_region_at_initialisation(probe_pairs):
+@pytest.mark.parametrize("name,changes,least", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_change_map_finds_the_moved_region_at_initialisation(probe_pairs, name, changes, least):
     torch.manual_seed(0)
-    model = MicronBertModel(preset("tiny"), with_decoder=False, with_agreement=False)
+    model = MicronBertModel(tiny(changes), with_decoder=False, with_agreement=False)
     hits, chance = hit_rate(model, probe_pairs)
     paper, _ = hit_rate(model, probe_pairs, "paper")
-    print(f"init: change-map maximum in the moved region {hits:.3f}, paper's −log a_i {paper:.3f} "
+    print(f"init, {name}: change-map maximum in the moved region {hits:.3f}, paper's −log a_i {paper:.3f} "
           f"(chance {chance:.3f})")
     assert chance < 0.06
-    # Measured 0.875-0.896 over init seeds 0-3, with the distance and the cosine signal alike (a per-patch
+    # The default: 0.875-0.896 over init seeds 0-3, with the distance and the cosine signal alike (a per-patch
     # pixel difference scores 1.0 on these pairs: the encoder's final LayerNorm, per token like a cosine,
-    # loses some of it to the noise).
-    assert hits >= 0.85, hits
+    # loses some of it to the noise; the residual stream keeps it).
+    assert hits >= least, hits
     assert paper < 0.5, paper
 
 
 @pytest.mark.slow
-def test_pretraining_sharpens_the_change_map(tmp_path, faces, probe_pairs):
+@pytest.mark.parametrize("name,changes,least", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_pretraining_sharpens_the_change_map(tmp_path, faces, probe_pairs, name, changes, least):
     rng = np.random.default_rng(0)
     root = tmp_path / "pairs"
     for k in range(64):  # one two-frame clip per pair: frame 1 = face, frame 2 = locally warped face
@@ -72,14 +88,15 @@ def test_pretraining_sharpens_the_change_map(tmp_path, faces, probe_pairs):
         write_image(root / f"clip{k:03d}" / "img2.png", warped)
     pcfg = PretrainConfig(steps=100, batch_size=4, warmup_steps=10, lr=3e-4, log_every=20, ckpt_every=1000, seed=0)
     torch.manual_seed(0)
-    pretrain([str(root)], tmp_path / "run", preset("tiny"), pcfg, fps=30, show_progress=False)
+    pretrain([str(root)], tmp_path / "run", tiny(changes), pcfg, fps=30, show_progress=False)
     model, _ = load_pretrained(tmp_path / "run", with_decoder=False)
     hits, chance = hit_rate(model, probe_pairs)
     paper, _ = hit_rate(model, probe_pairs, "paper")
-    print(f"pretrained: change-map maximum in the moved region {hits:.3f}, paper's −log a_i {paper:.3f} "
+    print(f"pretrained, {name}: change-map maximum in the moved region {hits:.3f}, paper's −log a_i {paper:.3f} "
           f"(chance {chance:.3f})")
-    # Measured 0.875 here (pretraining seeds 0-3: 0.875 / 0.917 / 0.917 / 0.896) with the default distance
-    # signal; the cosine signal, normalised per patch, fell to 0.833 / 0.812 / 0.792 / 0.854 with the same
-    # pretraining (docs/motion.md §11). Pretraining keeps the distance map where initialisation puts it.
-    assert hits >= 0.85, hits
+    # The default: 0.875 here (pretraining seeds 0-3: 0.875 / 0.917 / 0.917 / 0.896); the cosine signal,
+    # normalised per patch, fell to 0.833 / 0.812 / 0.792 / 0.854 with the same pretraining (docs/motion.md
+    # §11). Residual, unprojected: 0.917 / 0.958 / 0.917 / 0.917 (§12): pretraining cannot erode a
+    # projection it does not have.
+    assert hits >= least, hits
     assert paper < 0.5, paper
