@@ -21,7 +21,9 @@ for every method below and every --seeds entry:
     flow-cnn         the optical-flow baseline (its own recipe)
     shuffled         ours on labels permuted within each layout among the samples MEGC2019 keeps (the same
                      samples, each layout's class counts kept): must sit at chance
-Prints one JSON object (mean ± sd of UF1/UAR per method).
+Prints one JSON object (mean ± sd of UF1/UAR per method). `--shard k/K` runs a share of the folds and
+scores every row on the folds all of the call's runs finished (the same samples; a full run in --work
+counts on those folds), e.g. ablation rows beside the full model's run.
 
 `--probe` instead measures the change signals and the PoI map on real faces (no training unless
 --probe-weights): for pairs that differ by a local warp (tests/train/test_localisation.py's), the share of
@@ -32,6 +34,7 @@ of patches (1 / Σ s²) per softmax temperature.
 
     python benchmarks/motion.py          # the full setting: ~30 min per μ-BERT row and seed on 2 idle cores
     python benchmarks/motion.py --subjects 4 --clips 4 --seeds 0 --epochs 10 --pretrain-steps 100   # quick
+    python benchmarks/motion.py --seeds 1 --methods micronbert no-dma no-poi --shard 0/6   # ~5 min per row
     python benchmarks/motion.py --probe [--probe-weights PRETRAINED_DIR]
 """
 from __future__ import annotations
@@ -169,7 +172,8 @@ def main() -> None:
                       "frames": args.frames, "data_seed": args.data_seed, "amplitude_px224": args.amplitude, "distractions": True,
                       "face_px": 112, "protocol": "megc2019", "mubert_recipe": "frozen (CPU): 4 cached views, last block, at most 160 steps",
                       "threads": args.threads or "torch default",
-                      "epochs": args.epochs, "seeds": args.seeds, "shard": args.shard, "shard_folds": folds, "pretrain_steps": args.pretrain_steps,
+                      "epochs": args.epochs, "seeds": args.seeds, "shard": args.shard, "shard_folds": folds,
+                      "pretrain_steps": args.pretrain_steps,
                       "pretrain_batch": args.pretrain_batch,
                       "pretrain_frames": ("none: random encoder (seeded) for every μ-BERT row" if not inits else
                                           "transductive: every clip of the benchmark, labels unused")},
