@@ -4,7 +4,9 @@
 recipe against another on a MEGC2019-sized composite) often runs a shard (`--shard 0/4`) or stops early;
 this reads each RESULTS folder's finished folds (`folds/NNN_<fold>.csv/.json`), keeps the folds that every
 folder finished, and scores each run on exactly those samples (pooled UF1/UAR as the protocol does), with
-the sample list's hash, the samples each run got wrong and the mean seconds and epochs per fold.
+the sample list's hash, the samples each run got wrong, how many of its predicted classes differ from the
+first run's (two runs can score the same UF1 with different predictions) and the mean seconds and epochs
+per fold.
 
     python benchmarks/common_folds.py results/capped results/uncapped results/flow
 Prints one JSON object.
@@ -37,8 +39,11 @@ def score_on_common_folds(runs: list[Path]) -> dict:
     if not common:
         raise SystemExit("no fold is finished in every run: " + ", ".join(map(str, runs)))
     out = {"folds": common, "runs": {}}
+    first = None  # the first run's predicted class per sample
     for run, done in zip(runs, folds):
         preds = pd.concat([pd.read_csv(done[f]) for f in common], ignore_index=True)
+        predicted = dict(zip(preds["dataset"] + "/" + preds["sample_id"], preds["pred"]))
+        first = predicted if first is None else first
         metas = [json.loads(done[f].with_suffix(".json").read_text()) for f in common]
         classes = [c[len("prob_"):] for c in preds.columns if c.startswith("prob_")]
         m = classification_metrics(preds["label"].to_numpy(), preds["pred"].to_numpy(), classes)
@@ -48,6 +53,7 @@ def score_on_common_folds(runs: list[Path]) -> dict:
             "n_samples": len(preds), "samples_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
             "uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"],
             "wrong": [f"{r.dataset}/{r.sample_id}: {r.true_class} -> {r.pred_class}" for r in wrong.itertuples()],
+            "predictions_differing_from_first_run": sum(first[k] != v for k, v in predicted.items()),
             "epochs_used": sorted({meta.get("epochs_used") for meta in metas}),
             "seconds_per_fold": round(sum(meta["seconds"] for meta in metas) / len(metas), 1),
             "folds_finished": len(done)}

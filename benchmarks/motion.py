@@ -23,14 +23,16 @@ for every method below and every --seeds entry:
                      samples, each layout's class counts kept): must sit at chance
 Prints one JSON object (mean ± sd of UF1/UAR per method). `--shard k/K` runs a share of the folds and
 scores every row on the folds all of the call's runs finished (the same samples; a full run in --work
-counts on those folds), e.g. ablation rows beside the full model's run.
+counts on those folds), e.g. ablation rows beside the full model's run, and counts the predicted classes
+that differ from the first row's (the same UF1 can hide different predictions).
 
 `--probe` instead measures the change signals and the PoI map on real faces (no training unless
 --probe-weights): for pairs that differ by a local warp (tests/train/test_localisation.py's), the share of
 pairs whose largest change lies in the moved region for the paper's −log a_i, the relative, the cosine
 and the distance signal, on the same weights; r between the paper's map of a moved pair and of an unmoved pair; and
 for aligned faces the share of PoI saliency mass inside the 68-landmark hull and the effective number
-of patches (1 / Σ s²) per softmax temperature.
+of patches (1 / Σ s²) per softmax temperature, and the same for the contextual token's attention in the
+last block.
 
     python benchmarks/motion.py          # the full setting: ~30 min per μ-BERT row and seed on 2 idle cores
     python benchmarks/motion.py --subjects 4 --clips 4 --seeds 0 --epochs 10 --pretrain-steps 100   # quick
@@ -266,13 +268,32 @@ def _poi_stats(model) -> dict:
     with torch.no_grad():
         tokens = model.encoder(normalise_images(torch.from_numpy(np.stack(imgs))))
     res = {"faces": len(imgs), "hull_area_share": round(float(masks.mean()), 3)}
-    for tau in (0.1, 0.2, 0.5, 1.0):
-        s = poi_saliency(tokens, tau).numpy()
+
+    def spread(s):
         s = s / s.sum(1, keepdims=True)
-        res[f"tau_{tau:g}"] = {"mass_in_hull": round(float((s * masks).sum(1).mean()), 3),
-                               "effective_patches": round(float((1 / (s ** 2).sum(1)).mean()), 1),
-                               "max_over_min": round(float((s.max(1) / s.min(1)).mean()), 1)}
+        return {"mass_in_hull": round(float((s * masks).sum(1).mean()), 3),
+                "effective_patches": round(float((1 / (s ** 2).sum(1)).mean()), 1),
+                "max_over_min": round(float((s.max(1) / s.min(1)).mean()), 1)}
+
+    for tau in (0.1, 0.2, 0.5, 1.0):
+        res[f"tau_{tau:g}"] = spread(poi_saliency(tokens, tau).numpy())
+    # Another candidate for a face-selective map: where the contextual token attends in the last block
+    # (self-distilled ViTs' attention maps outline the object), mean over heads.
+    attention = _cls_attention(model.encoder, normalise_images(torch.from_numpy(np.stack(imgs))))
+    res["cls_attention_last_block"] = spread(attention[:, :, 1:].mean(1).numpy())
     return res
+
+
+def _cls_attention(encoder, images):
+    """(B, heads, 1 + N): the last block's attention weights of the contextual token over all tokens."""
+    import torch
+
+    with torch.no_grad():
+        x = encoder.blocks[-1].norm1(encoder.hidden(images, len(encoder.blocks) - 1))
+        attn = encoder.blocks[-1].attn
+        b, n, d = x.shape
+        q, k, _ = attn.qkv(x).reshape(b, n, 3, attn.num_heads, d // attn.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return torch.softmax(q[:, :, :1] @ k.transpose(-1, -2) / (d // attn.num_heads) ** 0.5, dim=-1)[:, :, 0]
 
 
 def change_overlap(work: Path, weights: Path | None) -> dict:
@@ -341,7 +362,8 @@ def _score_shard(results: dict) -> list[str]:
     for res in results.values():
         for r in res["runs"]:
             s = scored["runs"][r["run"]]
-            r.update({k: s[k] for k in ("uf1", "uar", "accuracy", "n_samples", "samples_sha256", "wrong")},
+            r.update({k: s[k] for k in ("uf1", "uar", "accuracy", "n_samples", "samples_sha256", "wrong",
+                                        "predictions_differing_from_first_run")},
                      n_folds=len(scored["folds"]))
             print(f"{Path(r['run']).name} on {len(scored['folds'])} folds: UF1 {s['uf1']:.3f}", file=sys.stderr)
     return scored["folds"]

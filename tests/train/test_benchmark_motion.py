@@ -1,6 +1,10 @@
-"""benchmarks/motion.py's label-shuffled control scores the very samples the other rows score: labels are
-permuted within each layout among the rows MEGC2019 keeps (across layouts, a SAMM emotion landed in a
-CASME II row, MEGC2019 dropped it, and the control scored 174 of 300 samples)."""
+"""benchmarks/motion.py's own parts.
+
+- The label-shuffled control scores the very samples the other rows score: labels are permuted within
+  each layout among the rows MEGC2019 keeps (across layouts, a SAMM emotion landed in a CASME II row,
+  MEGC2019 dropped it, and the control scored 174 of 300 samples).
+- The probe's contextual-token attention (a PoI candidate) is the encoder's own attention.
+"""
 import os
 import sys
 
@@ -37,3 +41,24 @@ def test_the_shuffled_tables_keep_the_samples_and_each_layouts_class_counts(tmp_
         assert sorted(a["label"]) == sorted(b["label"])       # the layout's class counts
         moved += int((a["label"] != b["label"]).sum())
     assert moved > 0  # and the labels did move
+
+
+def test_the_probes_contextual_attention_is_the_blocks_own():
+    # the weights motion.py reports, applied to the block's values, give the block's contextual output
+    import torch
+
+    from micronbert.model.encoder import ViTEncoder
+
+    torch.manual_seed(0)
+    enc = ViTEncoder(32, 8, 3, 32, 2, 4, 2.0).eval()
+    images = torch.randn(2, 3, 32, 32)
+    weights = motion._cls_attention(enc, images)  # (B, heads, 1 + N)
+    assert weights.shape == (2, 4, 17)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 4))
+    block = enc.blocks[-1]
+    x = block.norm1(enc.hidden(images, 1))
+    b, n, d = x.shape
+    v = block.attn.qkv(x).reshape(b, n, 3, 4, d // 4)[:, :, 2]              # (B, N+1, heads, d/heads)
+    mixed = torch.einsum("bhn,bnhc->bhc", weights, v).reshape(b, d)
+    with torch.no_grad():
+        assert torch.allclose(block.attn.proj(mixed), block.attn(x)[:, 0], atol=1e-5)

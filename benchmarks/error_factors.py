@@ -1,0 +1,135 @@
+"""Where do two methods fail? Error rates of LOSO runs on a synthetic benchmark, split by what the
+generator put in each clip.
+
+`micronbert synth` writes actions.csv beside each dataset: per clip the action units, their facial regions
+and amplitude, and the distractions (head drift, a blink and when, lighting, noise, JPEG quality, which
+real face). This joins them with the predictions of RESULTS folders of `micronbert evaluate` (the folds
+every run finished, as benchmarks/common_folds.py scores them) and reports, per method (a group of runs,
+e.g. one per seed) and per factor level, how many predictions were made and how many were wrong; and,
+per pair of runs with the same seed, how many samples both got wrong and how many only one did.
+Numeric factors are split at their terciles over the evaluated samples, so every level holds about a
+third of them.
+
+    W=work/folder/of/benchmarks/motion.py
+    python benchmarks/error_factors.py --actions $W/casme2/actions.csv $W/samm/actions.csv $W/smic/actions.csv \\
+        --group micronbert $W/runs/micronbert-seed1 $W/runs/micronbert-seed2 \\
+        --group flow-cnn $W/runs/flow-cnn-seed1 $W/runs/flow-cnn-seed2
+Prints one JSON object; a table of the error rates goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, machine  # noqa: E402
+from common_folds import finished_folds  # noqa: E402
+
+NUMERIC = ("amplitude_px224", "head_px224", "abs_light_gain", "noise_sigma", "jpeg_quality")
+CATEGORICAL = ("dataset", "true_class", "regions", "aus", "blink_in_pair", "person")
+
+
+def clip_factors(actions: list[str]) -> pd.DataFrame:
+    """One row per clip: (dataset, sample_id) and the factors the generator recorded."""
+    t = pd.concat([pd.read_csv(a, dtype={"sample_id": str, "subject": str}, keep_default_na=False)
+                   for a in actions], ignore_index=True)
+    t["abs_light_gain"] = t["light_gain"].astype(float).abs()
+
+    def blink_in_pair(row) -> str:
+        """Whether the blink (frames a-b) covers the onset or the apex frame: only then is it in the pair."""
+        m = re.fullmatch(r"(\d+)-(\d+)", str(row["blink"]))
+        if not m:
+            return "no blink"
+        a, b = int(m[1]), int(m[2])
+        return "in the pair" if a <= int(row["onset"]) <= b or a <= int(row["apex"]) <= b else "between frames"
+
+    t["blink_in_pair"] = t.apply(blink_in_pair, axis=1)
+    t["person"] = t["person"].astype(str).str.replace(r"~\d+$", "", regex=True)  # the real face behind it
+    return t[["dataset", "sample_id", "person", "regions", "aus", "blink_in_pair", *NUMERIC]]
+
+
+def predictions(runs: list[Path]) -> dict[Path, pd.DataFrame]:
+    """Per run, its predictions on the folds all runs finished."""
+    done = {r: finished_folds(r) for r in runs}
+    common = sorted(set.intersection(*(set(f) for f in done.values())))
+    if not common:
+        raise SystemExit("no fold is finished in every run: " + ", ".join(map(str, runs)))
+    return {r: pd.concat([pd.read_csv(f[c], dtype={"sample_id": str, "subject": str}) for c in common],
+                         ignore_index=True) for r, f in done.items()}
+
+
+def levels(values: pd.Series, numeric: bool) -> pd.Series:
+    if not numeric:
+        return values.astype(str)
+    cuts = np.quantile(values.astype(float), [1 / 3, 2 / 3])
+    names = [f"≤ {cuts[0]:.3g}", f"{cuts[0]:.3g}-{cuts[1]:.3g}", f"> {cuts[1]:.3g}"]
+    return pd.Series(np.array(names)[np.searchsorted(cuts, values.astype(float), side="left")], index=values.index)
+
+
+def seed_of(run: Path) -> str:
+    m = re.search(r"seed(\d+)$", run.name)
+    return m[1] if m else run.name
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--actions", nargs="+", required=True, help="actions.csv files written by `micronbert synth`")
+    p.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
+                   help="a method's name and its RESULTS folders (one per seed); repeat per method")
+    args = p.parse_args()
+    groups = {g[0]: [Path(r) for r in g[1:]] for g in args.group}
+    if any(not runs for runs in groups.values()):
+        raise SystemExit("each --group needs a name and at least one RESULTS folder")
+    preds = predictions([r for runs in groups.values() for r in runs])
+    factors = clip_factors(args.actions)
+    first = next(iter(preds.values()))
+    samples = first[["dataset", "sample_id", "true_class"]].merge(factors, on=["dataset", "sample_id"], how="left")
+    if samples["regions"].isna().any():
+        missing = samples[samples["regions"].isna()]
+        raise SystemExit(f"{len(missing)} evaluated samples are not in --actions, e.g. "
+                         f"{missing.iloc[0]['dataset']}/{missing.iloc[0]['sample_id']}")
+    key = samples["dataset"] + "/" + samples["sample_id"]
+    for col in (*CATEGORICAL, *NUMERIC):
+        samples[col] = levels(samples[col], col in NUMERIC).to_numpy()
+    wrong = {}  # run -> Series of bool, indexed by sample key
+    for run, df in preds.items():
+        wrong[run] = pd.Series((df["label"] != df["pred"]).to_numpy(), index=df["dataset"] + "/" + df["sample_id"])
+    out = {"benchmark": "error_factors", "machine": machine(), "n_samples": len(samples),
+           "groups": {g: [str(r) for r in runs] for g, runs in groups.items()}, "factors": {}, "pairs": []}
+    for col in (*CATEGORICAL, *NUMERIC):
+        table = {}
+        for level in sorted(samples[col].unique()):
+            keys = key[samples[col] == level]
+            table[level] = {"n_samples": len(keys)}
+            for g, runs in groups.items():
+                n_wrong = int(sum(wrong[r].loc[keys].sum() for r in runs))
+                table[level][g] = {"wrong": n_wrong, "predictions": len(keys) * len(runs),
+                                   "error_rate": round(n_wrong / (len(keys) * len(runs)), 3)}
+        out["factors"][col] = table
+    names = list(groups)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for ra in groups[a]:
+                for rb in groups[b]:
+                    if seed_of(ra) != seed_of(rb):
+                        continue
+                    wa, wb = wrong[ra].loc[key], wrong[rb].loc[key]
+                    out["pairs"].append({"seed": seed_of(ra), a: str(ra), b: str(rb),
+                                         "both_wrong": int((wa & wb).sum()), f"only_{a}": int((wa & ~wb).sum()),
+                                         f"only_{b}": int((~wa & wb).sum())})
+    for col, table in out["factors"].items():
+        print(f"{col}:", file=sys.stderr)
+        for level, row in table.items():
+            rates = "  ".join(f"{g} {row[g]['wrong']}/{row[g]['predictions']} ({row[g]['error_rate']:.3f})"
+                              for g in names)
+            print(f"  {level:28s} n={row['n_samples']:<4d} {rates}", file=sys.stderr)
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()
