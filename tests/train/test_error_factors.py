@@ -1,0 +1,53 @@
+"""benchmarks/error_factors.py: a blink counts only when it covers the onset or the apex frame, errors are
+counted per factor level and method, and same-seed runs are paired into both/only-one wrong."""
+import json
+import os
+import sys
+
+import pandas as pd
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import error_factors  # noqa: E402
+from test_common_folds import write_fold  # noqa: E402
+
+# three clips of one subject: onset 10, apex 14
+ACTIONS = [
+    {"sample_id": "sub01/c0", "aus": "12", "regions": "lip_corners", "blink": "13-15", "person": "astronaut"},
+    {"sample_id": "sub01/c1", "aus": "14", "regions": "lip_corners", "blink": "11-12", "person": "astronaut~1"},
+    {"sample_id": "sub01/c2", "aus": "1+2", "regions": "brows", "blink": "", "person": "grace_hopper"},
+]
+
+
+def write_actions(path):
+    rows = [{"dataset": "casme2", "subject": "sub01", "clip": a["sample_id"][6:], "distinct_person": True,
+             "emotion": "x", "onset": 10, "apex": 14, "offset": 18, "amplitude_px224": 1.0 + i,
+             "head_px224": 0.1 * i, "light_gain": -0.01 * i, "noise_sigma": 1.0 + i, "jpeg_quality": 80 + i,
+             "bumps": "[]", "to_crop": "[]", **a} for i, a in enumerate(ACTIONS)]
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_clip_factors(tmp_path):
+    write_actions(tmp_path / "actions.csv")
+    t = error_factors.clip_factors([str(tmp_path / "actions.csv")]).set_index("sample_id")
+    # frames 13-15 cover the apex (14); 11-12 lie between onset and apex; no blink
+    assert list(t["blink_in_pair"]) == ["in the pair", "between frames", "no blink"]
+    assert list(t["person"]) == ["astronaut", "astronaut", "grace_hopper"]  # "~1": another subject, same face
+    assert list(t["abs_light_gain"]) == [0.0, 0.01, 0.02]
+
+
+def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsys):
+    write_actions(tmp_path / "actions.csv")
+    a, b = tmp_path / "a-seed1", tmp_path / "b-seed1"
+    write_fold(a, 0, "sub01", [1, 0, 2], [0, 0, 2])   # c0 wrong
+    write_fold(b, 0, "sub01", [1, 0, 2], [0, 1, 2])   # c0 and c1 wrong
+    monkeypatch.setattr(sys, "argv", ["error_factors.py", "--actions", str(tmp_path / "actions.csv"),
+                                      "--group", "a", str(a), "--group", "b", str(b)])
+    error_factors.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_samples"] == 3
+    lip = out["factors"]["regions"]["lip_corners"]
+    assert lip["n_samples"] == 2 and lip["a"]["wrong"] == 1 and lip["b"]["wrong"] == 2
+    assert out["factors"]["regions"]["brows"]["b"]["error_rate"] == 0.0
+    assert out["factors"]["aus"]["14"]["b"] == {"wrong": 1, "predictions": 1, "error_rate": 1.0}
+    assert sum(level["n_samples"] for level in out["factors"]["amplitude_px224"].values()) == 3
+    assert out["pairs"] == [{"seed": "1", "a": str(a), "b": str(b), "both_wrong": 1, "only_a": 0, "only_b": 1}]
