@@ -19,6 +19,7 @@ Prints one JSON object; a table of the error rates goes to stderr.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -99,7 +100,8 @@ def main() -> None:
     wrong = {}  # run -> Series of bool, indexed by sample key
     for run, df in preds.items():
         wrong[run] = pd.Series((df["label"] != df["pred"]).to_numpy(), index=df["dataset"] + "/" + df["sample_id"])
-    out = {"benchmark": "error_factors", "machine": machine(), "n_samples": len(samples),
+    sha = hashlib.sha256("\n".join(sorted(key)).encode()).hexdigest()  # as common_folds hashes the samples
+    out = {"benchmark": "error_factors", "machine": machine(), "n_samples": len(samples), "samples_sha256": sha,
            "groups": {g: [str(r) for r in runs] for g, runs in groups.items()}, "factors": {}, "pairs": []}
     for col in (*CATEGORICAL, *NUMERIC):
         table = {}

@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import common_folds  # noqa: E402
 import error_factors  # noqa: E402
 from test_common_folds import write_fold  # noqa: E402
 
@@ -45,6 +46,7 @@ def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsy
     error_factors.main()
     out = json.loads(capsys.readouterr().out)
     assert out["n_samples"] == 3
+    assert out["samples_sha256"] == common_folds.score_on_common_folds([a])["runs"][str(a)]["samples_sha256"]
     lip = out["factors"]["regions"]["lip_corners"]
     assert lip["n_samples"] == 2 and lip["a"]["wrong"] == 1 and lip["b"]["wrong"] == 2
     assert out["factors"]["regions"]["brows"]["b"]["error_rate"] == 0.0
