@@ -64,12 +64,14 @@ def predictions(runs: list[Path]) -> dict[Path, pd.DataFrame]:
                          ignore_index=True) for r, f in done.items()}
 
 
-def levels(values: pd.Series, numeric: bool) -> pd.Series:
+def levels(values: pd.Series, numeric: bool) -> tuple[pd.Series, list[str]]:
+    """Each sample's level of one factor, and the levels in order (numeric: low to high terciles)."""
     if not numeric:
-        return values.astype(str)
+        return values.astype(str), sorted(values.astype(str).unique())
     cuts = np.quantile(values.astype(float), [1 / 3, 2 / 3])
     names = [f"≤ {cuts[0]:.3g}", f"{cuts[0]:.3g}-{cuts[1]:.3g}", f"> {cuts[1]:.3g}"]
-    return pd.Series(np.array(names)[np.searchsorted(cuts, values.astype(float), side="left")], index=values.index)
+    level = np.array(names)[np.searchsorted(cuts, values.astype(float), side="left")]
+    return pd.Series(level, index=values.index), [n for n in names if n in set(level)]
 
 
 def seed_of(run: Path) -> str:
@@ -95,8 +97,10 @@ def main() -> None:
         raise SystemExit(f"{len(missing)} evaluated samples are not in --actions, e.g. "
                          f"{missing.iloc[0]['dataset']}/{missing.iloc[0]['sample_id']}")
     key = samples["dataset"] + "/" + samples["sample_id"]
+    order = {}
     for col in (*CATEGORICAL, *NUMERIC):
-        samples[col] = levels(samples[col], col in NUMERIC).to_numpy()
+        values, order[col] = levels(samples[col], col in NUMERIC)
+        samples[col] = values.to_numpy()
     wrong = {}  # run -> Series of bool, indexed by sample key
     for run, df in preds.items():
         wrong[run] = pd.Series((df["label"] != df["pred"]).to_numpy(), index=df["dataset"] + "/" + df["sample_id"])
@@ -105,7 +109,7 @@ def main() -> None:
            "groups": {g: [str(r) for r in runs] for g, runs in groups.items()}, "factors": {}, "pairs": []}
     for col in (*CATEGORICAL, *NUMERIC):
         table = {}
-        for level in sorted(samples[col].unique()):
+        for level in order[col]:
             keys = key[samples[col] == level]
             table[level] = {"n_samples": len(keys)}
             for g, runs in groups.items():

@@ -51,5 +51,8 @@ def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsy
     assert lip["n_samples"] == 2 and lip["a"]["wrong"] == 1 and lip["b"]["wrong"] == 2
     assert out["factors"]["regions"]["brows"]["b"]["error_rate"] == 0.0
     assert out["factors"]["aus"]["14"]["b"] == {"wrong": 1, "predictions": 1, "error_rate": 1.0}
-    assert sum(level["n_samples"] for level in out["factors"]["amplitude_px224"].values()) == 3
+    amplitude = out["factors"]["amplitude_px224"]  # 1, 2, 3: one per tercile, low to high
+    assert list(amplitude) == ["≤ 1.67", "1.67-2.33", "> 2.33"]
+    assert [level["n_samples"] for level in amplitude.values()] == [1, 1, 1]
+    assert [level["a"]["wrong"] for level in amplitude.values()] == [1, 0, 0]
     assert out["pairs"] == [{"seed": "1", "a": str(a), "b": str(b), "both_wrong": 1, "only_a": 0, "only_b": 1}]
