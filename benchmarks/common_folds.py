@@ -14,7 +14,6 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,27 +29,36 @@ def finished_folds(run: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted((run / "folds").glob("*.csv")) if p.with_suffix(".json").is_file()}
 
 
-def score_on_common_folds(runs: list[Path]) -> dict:
-    """{"folds": the folds every run finished, "runs": {run: scores on exactly those samples}}."""
-    from micronbert.train.metrics import classification_metrics
-
-    folds = [finished_folds(r) for r in runs]
-    common = sorted(set.intersection(*(set(f) for f in folds)))
+def common_predictions(runs: list[Path]) -> tuple[list[str], dict[Path, pd.DataFrame], dict[Path, dict]]:
+    """The folds every run finished, per run its predictions on exactly those folds, and per run all its
+    finished folds (`finished_folds`)."""
+    done = {r: finished_folds(r) for r in runs}
+    common = sorted(set.intersection(*(set(f) for f in done.values())))
     if not common:
         raise SystemExit("no fold is finished in every run: " + ", ".join(map(str, runs)))
+    preds = {r: pd.concat([pd.read_csv(f[c], dtype={"sample_id": str, "subject": str}) for c in common],
+                          ignore_index=True) for r, f in done.items()}
+    return common, preds, done
+
+
+def score_on_common_folds(runs: list[Path]) -> dict:
+    """{"folds": the folds every run finished, "runs": {run: scores on exactly those samples}}."""
+    from micronbert.train.loso import samples_sha256
+    from micronbert.train.metrics import classification_metrics
+
+    common, all_preds, finished = common_predictions(runs)
     out = {"folds": common, "runs": {}}
     first = None  # the first run's predicted class per sample
-    for run, done in zip(runs, folds):
-        preds = pd.concat([pd.read_csv(done[f]) for f in common], ignore_index=True)
+    for run, preds in all_preds.items():
+        done = finished[run]
         predicted = dict(zip(preds["dataset"] + "/" + preds["sample_id"], preds["pred"]))
         first = predicted if first is None else first
         metas = [json.loads(done[f].with_suffix(".json").read_text()) for f in common]
         classes = [c[len("prob_"):] for c in preds.columns if c.startswith("prob_")]
         m = classification_metrics(preds["label"].to_numpy(), preds["pred"].to_numpy(), classes)
-        keys = sorted(f"{d}/{s}" for d, s in zip(preds["dataset"], preds["sample_id"]))
         wrong = preds[preds["label"] != preds["pred"]]
         out["runs"][str(run)] = {
-            "n_samples": len(preds), "samples_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
+            "n_samples": len(preds), "samples_sha256": samples_sha256(preds),
             "uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"],
             "wrong": [f"{r.dataset}/{r.sample_id}: {r.true_class} -> {r.pred_class}" for r in wrong.itertuples()],
             "predictions_differing_from_first_run": sum(first[k] != v for k, v in predicted.items()),

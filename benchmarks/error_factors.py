@@ -19,7 +19,6 @@ Prints one JSON object; a table of the error rates goes to stderr.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import sys
 from pathlib import Path
@@ -29,7 +28,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, machine  # noqa: E402
-from common_folds import finished_folds  # noqa: E402
+from common_folds import common_predictions  # noqa: E402
+
+from micronbert.train.loso import samples_sha256  # noqa: E402
 
 NUMERIC = ("amplitude_px224", "head_px224", "abs_light_gain", "noise_sigma", "jpeg_quality")
 CATEGORICAL = ("dataset", "true_class", "regions", "aus", "blink_in_pair", "person")
@@ -52,16 +53,6 @@ def clip_factors(actions: list[str]) -> pd.DataFrame:
     t["blink_in_pair"] = t.apply(blink_in_pair, axis=1)
     t["person"] = t["person"].astype(str).str.replace(r"~\d+$", "", regex=True)  # the real face behind it
     return t[["dataset", "sample_id", "person", "regions", "aus", "blink_in_pair", *NUMERIC]]
-
-
-def predictions(runs: list[Path]) -> dict[Path, pd.DataFrame]:
-    """Per run, its predictions on the folds all runs finished."""
-    done = {r: finished_folds(r) for r in runs}
-    common = sorted(set.intersection(*(set(f) for f in done.values())))
-    if not common:
-        raise SystemExit("no fold is finished in every run: " + ", ".join(map(str, runs)))
-    return {r: pd.concat([pd.read_csv(f[c], dtype={"sample_id": str, "subject": str}) for c in common],
-                         ignore_index=True) for r, f in done.items()}
 
 
 def levels(values: pd.Series, numeric: bool) -> tuple[pd.Series, list[str]]:
@@ -88,7 +79,7 @@ def main() -> None:
     groups = {g[0]: [Path(r) for r in g[1:]] for g in args.group}
     if any(not runs for runs in groups.values()):
         raise SystemExit("each --group needs a name and at least one RESULTS folder")
-    preds = predictions([r for runs in groups.values() for r in runs])
+    _, preds, _ = common_predictions([r for runs in groups.values() for r in runs])
     factors = clip_factors(args.actions)
     first = next(iter(preds.values()))
     samples = first[["dataset", "sample_id", "true_class"]].merge(factors, on=["dataset", "sample_id"], how="left")
@@ -104,8 +95,8 @@ def main() -> None:
     wrong = {}  # run -> Series of bool, indexed by sample key
     for run, df in preds.items():
         wrong[run] = pd.Series((df["label"] != df["pred"]).to_numpy(), index=df["dataset"] + "/" + df["sample_id"])
-    sha = hashlib.sha256("\n".join(sorted(key)).encode()).hexdigest()  # as common_folds hashes the samples
-    out = {"benchmark": "error_factors", "machine": machine(), "n_samples": len(samples), "samples_sha256": sha,
+    out = {"benchmark": "error_factors", "machine": machine(), "n_samples": len(samples),
+           "samples_sha256": samples_sha256(samples),
            "groups": {g: [str(r) for r in runs] for g, runs in groups.items()}, "factors": {}, "pairs": []}
     for col in (*CATEGORICAL, *NUMERIC):
         table = {}
