@@ -16,6 +16,7 @@ for every method below and every --seeds entry:
     no-registration  apex not registered onto the onset
     no-direction     no directional DMA (the change map's size only, not which way)
     with-fdma        the grid head also takes F_DMA (the head before it was dropped; not an ablation)
+    early-direction  directional DMA read after the first encoder block instead of the last (cheaper)
     no-pretrain      random encoder
     paper            the paper's formulation, on the paper-pretrained encoder
     flow-cnn         the optical-flow baseline (its own recipe)
@@ -53,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, git_commit, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
-METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "with-fdma", "no-pretrain", "paper",
-           "flow-cnn", "shuffled")
+METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "with-fdma", "early-direction",
+           "no-pretrain", "paper", "flow-cnn", "shuffled")
 
 
 def main() -> None:
@@ -123,7 +124,7 @@ def main() -> None:
             break
         if not any(m in args.methods for m in (("paper",) if name == "paper" else
                                                ("micronbert", "no-dma", "no-poi", "no-registration",
-                                                "no-direction", "with-fdma", "shuffled"))):
+                                                "no-direction", "with-fdma", "early-direction", "shuffled"))):
             continue
         out = work / f"pretrained_{name}"
         t = time.time()

@@ -82,6 +82,10 @@ class ModelConfig:
     # Directional DMA (model/direction.py): the grid head also gets which way each patch moved, from the
     # change maps of the apex shifted by ±dma_shift_px pixels in x and y (0: off; at most 1).
     dma_shift_px: float = 0.5
+    # How many encoder blocks the onset and the shifted apexes go through before directional DMA compares
+    # them (0: all, like the change map). Fewer is cheaper (a frozen-encoder recipe caches them) and keeps
+    # the features local: attention in the later blocks blurs a patch's direction (docs/motion.md §16).
+    dma_direction_blocks: int = 0
     # Fine registration of apex onto onset before the pair is compared (faces/register.py):
     # "translation", "euclidean" or "none" (the no-registration ablation, and the release).
     registration: str = "translation"
@@ -118,6 +122,9 @@ class ModelConfig:
             raise MicronbertError(f"head must be 'grid' or 'paper', not {self.head!r}")
         if not 0.0 <= self.dma_shift_px <= 1.0:
             raise MicronbertError(f"dma_shift_px must be in [0, 1] (pixels), not {self.dma_shift_px}")
+        if not 0 <= self.dma_direction_blocks <= self.depth:
+            raise MicronbertError(f"dma_direction_blocks must be in [0, depth={self.depth}], "
+                                  f"not {self.dma_direction_blocks}")
         if self.dma_query not in ("first", "second"):
             raise MicronbertError(f"dma_query must be 'first' or 'second', not {self.dma_query!r}")
 

@@ -6,7 +6,7 @@ import torch
 
 from micronbert.data.pairs import fit_square
 from micronbert.model.checkpoint import load_model_dir, load_state_checked
-from micronbert.model.direction import direction_px, shifted_views
+from micronbert.model.direction import direction_blocks, direction_px, shifted_views
 from micronbert.model.mubert import MicronBertModel, normalise_images
 
 
@@ -42,6 +42,6 @@ def pair_motion(model: MicronBertModel, first: np.ndarray, second: np.ndarray) -
     size = cfg.img_size
     x = normalise_images(torch.from_numpy(np.stack([fit_square(first, size), fit_square(second, size)])))
     frames = [x[:1]] + shifted_views(x[1:], px)
-    hidden = model.encoder.hidden(torch.cat(frames, dim=0)).chunk(len(frames), dim=0)
+    hidden = model.encoder.hidden(torch.cat(frames, dim=0), direction_blocks(cfg)).chunk(len(frames), dim=0)
     g = size // cfg.patch_size
     return model.motion(hidden[0], hidden[1:])[0].view(g, g, 2).numpy()

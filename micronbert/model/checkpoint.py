@@ -72,7 +72,7 @@ _LEGACY_MODEL_FIELDS = {"dma_signal": "paper", "head": "paper", "registration": 
 # Head-only fields added later (no encoder weights): a config.json without them that came with a trained
 # head describes that head (no direction channels, the F_DMA channel); one without a head (a pretrained
 # encoder) gets today's defaults, because the head that fine-tuning builds on it is new.
-_LEGACY_HEAD_FIELDS = {"dma_shift_px": 0.0, "head_dma_features": True}
+_LEGACY_HEAD_FIELDS = {"dma_shift_px": 0.0, "head_dma_features": True, "dma_direction_blocks": 0}
 
 
 def model_config_from_dict(data: dict, where: str, trained_head: bool = True) -> ModelConfig:

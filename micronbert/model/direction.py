@@ -23,6 +23,11 @@ def direction_px(cfg) -> float:
     return float(cfg.dma_shift_px) if (cfg.use_dma and cfg.head == "grid") else 0.0
 
 
+def direction_blocks(cfg) -> int:
+    """How many encoder blocks the frames directional DMA compares go through (dma_direction_blocks; 0 = all)."""
+    return cfg.dma_direction_blocks or cfg.depth
+
+
 def shift_content(images: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
     """(B, C, H, W) with its content moved by (dx, dy) pixels, |dx|, |dy| <= 1 (linear interpolation,
     edges repeated)."""

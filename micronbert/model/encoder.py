@@ -145,10 +145,10 @@ class ViTEncoder(nn.Module):
             x = block(x)
         return x
 
-    def hidden_from(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
-        """`hidden(x)` from `hidden(x, start)`: blocks start.. (not normalised). A recipe can cache the
-        frozen part and train only the last blocks."""
-        for block in self.blocks[start:]:
+    def hidden_from(self, hidden: torch.Tensor, start: int, stop: int | None = None) -> torch.Tensor:
+        """`hidden(x, stop)` from `hidden(x, start)`: blocks start..stop (all when None; not normalised). A
+        recipe can cache the frozen part and train only the last blocks."""
+        for block in self.blocks[start:stop]:
             hidden = block(hidden)
         return hidden
 

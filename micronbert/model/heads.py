@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from micronbert.config import ModelConfig
-from micronbert.model.direction import SHIFTS, direction_px, shifted_views
+from micronbert.model.direction import SHIFTS, direction_blocks, direction_px, shifted_views
 from micronbert.model.mubert import MicronBertModel
 
 
@@ -115,28 +115,68 @@ class MicronBertClassifier(nn.Module):
                                         num_patches=cfg.num_patches if use_map else 0)
 
     @property
+    def direction_blocks(self) -> int:
+        """How many encoder blocks the onset and the shifted apexes go through for directional DMA (the
+        encoder's depth when direction is off or read at the end)."""
+        return direction_blocks(self.cfg) if self.shift_px else self.cfg.depth
+
+    @property
+    def frame_depths(self) -> list[int]:
+        """How many encoder blocks each frame of pair_frames goes through."""
+        depth, k = self.cfg.depth, self.direction_blocks
+        return [depth, depth] + ([k] * len(SHIFTS) if self.shift_px else []) + ([k] if k < depth else [])
+
+    @property
     def frames_per_pair(self) -> int:
         """How many frames the encoder sees per pair (pair_frames' length)."""
-        return 2 + (len(SHIFTS) if self.shift_px else 0)
+        return len(self.frame_depths)
 
     def pair_frames(self, onset: torch.Tensor, apex: torch.Tensor) -> list[torch.Tensor]:
-        """The frames the encoder sees for a pair: onset, apex, then (directional DMA) the shifted apexes."""
-        return [onset, apex] + (shifted_views(apex, self.shift_px) if self.shift_px else [])
+        """The frames the encoder sees for a pair: onset, apex, then (directional DMA) the shifted apexes and,
+        when direction is read before the last block, the onset again (to be matched at that depth)."""
+        shifted = shifted_views(apex, self.shift_px) if self.shift_px else []
+        return [onset, apex] + shifted + ([onset] if self.direction_blocks < self.cfg.depth else [])
+
+    def advance(self, hidden: list[torch.Tensor], starts: list[int]) -> list[torch.Tensor]:
+        """Residual streams of pair_frames after `starts` blocks each -> after frame_depths blocks each
+        (frames with the same start and stop go through the blocks together)."""
+        out = list(hidden)
+        spans = list(zip(starts, self.frame_depths))
+        for start, stop in dict.fromkeys(spans):
+            if start == stop:
+                continue
+            idx = [j for j, span in enumerate(spans) if span == (start, stop)]
+            moved = self.backbone.encoder.hidden_from(torch.cat([hidden[j] for j in idx]), start, stop)
+            for j, h in zip(idx, moved.chunk(len(idx))):
+                out[j] = h
+        return out
+
+    def from_frames(self, hidden: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """From the residual streams of pair_frames, each after its frame_depths blocks."""
+        n = len(SHIFTS) if self.shift_px else 0
+        early_onset = hidden[2 + n] if self.direction_blocks < self.cfg.depth else None
+        return self.from_hidden(hidden[0], hidden[1], hidden[2:2 + n], early_onset)
 
     def from_hidden(self, hid_onset: torch.Tensor, hid_apex: torch.Tensor,
-                    hid_shifted: tuple[torch.Tensor, ...] | list[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
+                    hid_shifted: tuple[torch.Tensor, ...] | list[torch.Tensor] = (),
+                    hid_onset_direction: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """From the encoder's residual streams (so a frozen encoder's outputs can be cached and reused);
-        `hid_shifted`: the shifted apexes' in pair_frames order (needed with directional DMA)."""
+        `hid_shifted`: the shifted apexes' in pair_frames order (needed with directional DMA);
+        `hid_onset_direction`: the onset's after direction_blocks blocks, when that is fewer than all."""
         micro = self.backbone.micro_features(hid_onset, hid_apex)
         if self.shift_px:
-            micro["dma_motion"] = self.backbone.motion(hid_onset, hid_shifted)
+            if (hid_onset_direction is None) != (self.direction_blocks == self.cfg.depth):
+                raise ValueError(f"directional DMA reads the onset after {self.direction_blocks} blocks: pass "
+                                 "hid_onset_direction exactly when that is fewer than the encoder's depth")
+            micro["dma_motion"] = self.backbone.motion(
+                hid_onset if hid_onset_direction is None else hid_onset_direction, hid_shifted)
         micro["logits"] = self.head(micro)
         return micro
 
     def forward_all(self, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:
         frames = self.pair_frames(onset, apex)
-        hidden = self.backbone.encoder.hidden(torch.cat(frames, dim=0)).chunk(len(frames), dim=0)
-        return self.from_hidden(hidden[0], hidden[1], hidden[2:])
+        embedded = self.backbone.encoder.hidden(torch.cat(frames, dim=0), 0).chunk(len(frames), dim=0)
+        return self.from_frames(self.advance(list(embedded), [0] * len(frames)))
 
     def forward(self, onset: torch.Tensor, apex: torch.Tensor) -> torch.Tensor:
         return self.forward_all(onset, apex)["logits"]

@@ -43,6 +43,7 @@ class MicronBertMethod(TrainedMethod):
         self.name = name
         self.data: PairData | None = None
         self.tokens: tuple[torch.Tensor, ...] | None = None  # cached hidden states, one per pair frame
+        self.cached_depths: list[int] = []  # how many blocks each cached frame went through
 
     @property
     def input_size(self) -> int:
@@ -91,7 +92,9 @@ class MicronBertMethod(TrainedMethod):
             keep = torch.float16 if self.device.type == "cuda" else torch.float32
             gen = torch.Generator().manual_seed(seed + 7919)
             views = 1 + (self.recipe.cached_views if self.recipe.augment else 0)
-            # per frame of pair_frames (onset, apex, shifted apexes): one (V, b, 1+N, D) block per batch
+            # per frame of pair_frames (onset, apex, shifted apexes, ...): one (V, b, 1+N, D) block per batch,
+            # after the frozen blocks or fewer (a frame that directional DMA reads earlier)
+            self.cached_depths = [min(d, self.first_trained_block) for d in model.frame_depths]
             outs: list[list] = [[] for _ in range(model.frames_per_pair)]
             with torch.no_grad():
                 for start in progress(range(0, len(data), 32), desc="encode (frozen)", unit="batch", leave=False):
@@ -101,7 +104,7 @@ class MicronBertMethod(TrainedMethod):
                     for v in range(views):
                         o, a = (onset, apex) if v == 0 else paired_augment(onset, apex, self.recipe, gen)
                         for j, x in enumerate(model.pair_frames(normalise_images(o), normalise_images(a))):
-                            per_view[j].append(encoder.hidden(x, self.first_trained_block).to(keep))
+                            per_view[j].append(encoder.hidden(x, self.cached_depths[j]).to(keep))
                     for j, hid in enumerate(per_view):
                         outs[j].append(torch.stack(hid))
             self.tokens = tuple(torch.cat(o, 1) for o in outs)
@@ -113,9 +116,8 @@ class MicronBertMethod(TrainedMethod):
                 views = self.tokens[0].shape[0]
                 v = (torch.randint(0, views, (len(idx),), generator=gen).to(t.device) if train and views > 1
                      else torch.zeros_like(t))
-                hidden = torch.cat([frame[v, t] for frame in self.tokens]).float()
-                hid = model.backbone.encoder.hidden_from(hidden, self.first_trained_block).chunk(len(self.tokens))
-                return model.from_hidden(hid[0], hid[1], hid[2:])["logits"]
+                hidden = [frame[v, t].float() for frame in self.tokens]
+                return model.from_frames(model.advance(hidden, self.cached_depths))["logits"]
             onset, apex = to_float(self.data.onset[idx], self.device), to_float(self.data.apex[idx], self.device)
             if train and self.recipe.augment:
                 onset, apex = paired_augment(onset, apex, self.recipe, gen)
@@ -144,6 +146,8 @@ METHODS: dict[str, MethodSpec] = {
     "with-fdma": MethodSpec("μ-BERT whose grid head also takes the PoI-gated F_DMA tokens (the head before "
                             "they were dropped: they carry the onset's appearance)", "mubert",
                             {"head_dma_features": True}),
+    "early-direction": MethodSpec("μ-BERT reading directional DMA after the first encoder block instead of the "
+                                  "last (cheaper; not an ablation)", "mubert", {"dma_direction_blocks": 1}),
     "no-registration": MethodSpec("μ-BERT without fine registration of the apex onto the onset", "mubert",
                                   {"registration": "none"}),
     "paper": MethodSpec("μ-BERT as the paper/release formulates it: raw softmax diagonal on dot-product logits, "

@@ -77,15 +77,23 @@ def test_no_motion_key_without_directional_dma(no_direction_dir):
     assert set(mb.predict_pair(onset, apex)) == {"probabilities", "label", "dma_map", "poi_map"}
 
 
-def test_pair_motion_of_the_backbone_is_the_classifiers(classifier_dir, no_direction_dir):
-    """What the demo report and `dma-map` draw (the backbone alone) is what the classifier reads."""
+@pytest.fixture(scope="module")
+def early_direction_dir(tmp_path_factory):
+    return make_classifier_dir(tmp_path_factory.mktemp("early") / "model", depth=2, dma_direction_blocks=1)
+
+
+@pytest.mark.parametrize("folder", ["classifier_dir", "early_direction_dir"])
+def test_pair_motion_of_the_backbone_is_the_classifiers(folder, request, no_direction_dir):
+    """What the demo report and `dma-map` draw (the backbone alone) is what the classifier reads, also
+    when the classifier reads direction before its last block."""
     from micronbert.infer.api import MicronBert
     from micronbert.infer.maps import load_backbone_any, pair_motion
 
-    mb = MicronBert.from_pretrained(classifier_dir)
+    path = request.getfixturevalue(folder)
+    mb = MicronBert.from_pretrained(path)
     mb.config = dataclasses.replace(mb.config, registration="none")  # pair_motion does not register
     onset, apex = _pair(1)
-    backbone, _ = load_backbone_any(classifier_dir)
+    backbone, _ = load_backbone_any(path)
     np.testing.assert_allclose(pair_motion(backbone, onset, apex), mb.predict_pair(onset, apex)["dma_motion"],
                                atol=1e-5)
     assert pair_motion(load_backbone_any(no_direction_dir)[0], onset, apex) is None

@@ -80,8 +80,9 @@ def test_a_model_without_direction_exports_no_motion_output(tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [{"dma_compare": "residual"},
-                                       {"dma_compare": "residual", "dma_project_qk": False}])
-def test_export_follows_what_dma_compares(tmp_path, overrides):
+                                       {"dma_compare": "residual", "dma_project_qk": False},
+                                       {"depth": 2, "dma_direction_blocks": 1}])
+def test_export_follows_what_dma_compares_and_where_direction_is_read(tmp_path, overrides):
     folder = make_classifier_dir(tmp_path / "m", seed=5, **overrides)
     res = export_onnx(folder, tmp_path / "m.onnx")
     assert sorted(res["max_abs_diff"]) == ["dma_map", "dma_motion", "poi_map", "probabilities"]

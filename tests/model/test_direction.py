@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from micronbert.config import preset
+from micronbert.errors import MicronbertError
 from micronbert.model import heads as heads_module
 from micronbert.model.direction import motion_from_changes, shift_content, shifted_views
 from micronbert.model.heads import MicronBertClassifier
@@ -73,3 +74,30 @@ def test_from_hidden_refuses_a_pair_without_the_shifted_apexes():
         hidden = model.backbone.encode_pair(onset, onset)
         with pytest.raises(ValueError, match="shifted apexes"):
             model.from_hidden(*hidden)
+
+
+def test_direction_read_after_fewer_blocks_does_not_depend_on_the_later_ones():
+    """dma_direction_blocks = k: the onset and the shifted apexes are matched after k blocks, so the
+    later blocks change the change map and the logits but not the motion; read after all blocks (the
+    default 0), the motion changes with them."""
+    onset = _image()
+    apex = shift_content(onset, 0.5, 0)
+    early, late = _classifier(depth=2, dma_direction_blocks=1), _classifier(depth=2)
+    assert early.frame_depths == [2, 2, 1, 1, 1, 1, 1] and late.frame_depths == [2] * 6
+    assert len(early.pair_frames(onset, apex)) == 7  # the onset again, to be matched after one block
+    with torch.no_grad():
+        before = [m.forward_all(onset, apex) for m in (early, late)]
+        for m in (early, late):
+            for p in m.backbone.encoder.blocks[1].parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        after = [m.forward_all(onset, apex) for m in (early, late)]
+        enc = early.backbone.encoder
+        ref = early.backbone.motion(enc.hidden(onset, 1), [enc.hidden(v, 1) for v in shifted_views(apex, 0.5)])
+        with pytest.raises(ValueError, match="hid_onset_direction"):
+            early.from_hidden(enc.hidden(onset), enc.hidden(apex), [enc.hidden(v) for v in shifted_views(apex, 0.5)])
+    assert torch.equal(before[0]["dma_motion"], after[0]["dma_motion"])
+    assert not torch.allclose(before[0]["dma_map"], after[0]["dma_map"])
+    assert not torch.allclose(before[1]["dma_motion"], after[1]["dma_motion"])
+    torch.testing.assert_close(after[0]["dma_motion"], ref)
+    with pytest.raises(MicronbertError, match="dma_direction_blocks"):
+        preset("test", depth=2, dma_direction_blocks=3)

@@ -130,6 +130,22 @@ def test_frozen_encoder_caches_views_and_trains_only_its_last_block_and_the_rest
     np.testing.assert_allclose(cached, direct, atol=1e-5)
 
 
+def test_frozen_encoder_caches_the_frames_read_for_direction_at_their_own_depth(synthetic, classes3):
+    """Direction read after one of three blocks: the shifted apexes and the onset they are matched with
+    are cached after that block and never go through the trained last block; predictions from the cache
+    still equal a full forward pass."""
+    table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=2)
+    data, labels = pair_data(table, pairs), table["label"].to_numpy()
+    cfg = preset("test", depth=3, dma_direction_blocks=1)
+    init = MicronBertClassifier(cfg, 3).backbone.state_dict()
+    m = MicronBertMethod(cfg, classes3, default_recipe("micronbert", True, epochs=2), init_state=init)
+    m.prepare(data)
+    assert m.cached_depths == [2, 2, 1, 1, 1, 1, 1] and len(m.tokens) == 7
+    model, _ = m.fit(np.arange(len(table)), labels, seed=0)
+    np.testing.assert_allclose(m.predict(model, np.arange(len(table))),
+                               predict_pairs(model, data.onset, data.apex), atol=1e-5)
+
+
 def test_classifier_folder_round_trip(tmp_path, synthetic, classes3):
     table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=1)
     data = pair_data(table, pairs)
