@@ -1,25 +1,27 @@
-"""Can DMA read sub-pixel direction? Linear read-outs of directional DMA on a composite's development copy.
+"""Where and how should directional DMA read direction? Linear read-outs on a composite's development copy.
 
 Directional DMA (micronbert/model/direction.py) matches the onset with the apex shifted by ±s px and
-reads the motion from the central difference c(+s) − c(−s) of the change map c = −log a_i. That
-difference grows with the motion *and* with how steep the patch's texture is, so the same lip-corner
-movement gives different numbers on different faces. Dividing by the diagonal's own curvature
-c(+s) + c(−s) − 2·c(0) (the vertex of a parabola through the three values) turns it into a displacement
-in pixels, whatever the texture (one Lucas–Kanade step with its structure term).
+reads the motion from the central difference c(+s) − c(−s) of the change map c = −log a_i. This asks
+three questions of it, with no network trained (class-balanced ridge, LOSO over every subject, every
+ridge strength in --lambdas reported, none chosen on the test subjects):
+- the shift: s = --shift and each of --other-shifts, alone and together;
+- the depth: the onset and the shifted apexes matched after --blocks encoder blocks instead of all of
+  them (ModelConfig.dma_direction_blocks); attention in the later blocks mixes patches;
+- a texture-free displacement: the difference grows with the motion *and* with how steep the patch's
+  texture is, so dividing by the diagonal's own curvature c(+s) + c(−s) − 2·c(0) (the vertex of a parabola
+  through the three values, one Lucas–Kanade step with its structure term) gives pixels whatever the face;
+  the curvature is floored at --floors × its per-sample median.
+Rows: flow (the flow CNN's input; reference), direction (what the grid head gets by default), map+… (with
+the change map c(0) of the last block, as the head gets it), each pooled to every --cells grid (14: every
+patch at 112 px, what the grid head's convolution sees).
+Input: a `benchmarks/motion.py --work W` folder (its samples, face cache and `pretrained_ours` encoder).
+Reports the UF1 over all samples and the errors on the clips whose only action moves the lip corners
+(where benchmarks/error_factors.py found most errors of both methods). Run it on a development copy
+(another --data-seed), never on the benchmark that docs/motion.md's tables are scored on.
 
-This compares, with no network trained (class-balanced ridge, LOSO over every subject, every ridge
-strength in --lambdas reported; none chosen on the test subjects):
-  flow                  the flow CNN's input, pooled to 7×7 (reference)
-  direction             the central differences (what the grid head gets today)
-  vertex                the differences divided by the curvature (floored, see --floors)
-  map+direction / map+vertex   with the change map c(0)
-on a `benchmarks/motion.py --work W` folder (its samples, face cache and `pretrained_ours` encoder),
-reporting the UF1 over all samples and the error rate on the clips whose only action moves the lip corners
-(where benchmarks/error_factors.py found most errors). Run it on a development copy (another
---data-seed), never on the benchmark the table in docs/motion.md is scored on.
-
-    python benchmarks/direction_probe.py W [--shift 0.5] [--floors 0.05,0.2]
-Prints one JSON object.
+    python benchmarks/motion.py --data-seed 200 --seeds 0 --methods micronbert --shard 0/36 --work DEV
+    python benchmarks/direction_probe.py DEV
+Prints one JSON object; a table goes to stderr.
 """
 from __future__ import annotations
 
@@ -129,7 +131,9 @@ def main() -> None:
         grid[f"direction@{px:g}px"] = other
         grid[f"direction+direction@{px:g}px"] = torch.cat([raw, other], -1)
     for k in (int(s) for s in args.blocks.split(",") if s):
-        grid[f"direction@block{k}"] = central(changes(state, cfg, onset, apex, args.shift, blocks=k))
+        early = central(changes(state, cfg, onset, apex, args.shift, blocks=k))
+        grid[f"direction@block{k}"] = early
+        grid[f"map+direction@block{k}"] = torch.cat([c0, early], -1)  # what dma_direction_blocks=k gives the head
     for fl in lists["floors"]:
         v = vertex(c, args.shift, fl)
         grid[f"vertex@{fl:g}"] = v

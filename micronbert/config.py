@@ -83,8 +83,9 @@ class ModelConfig:
     # change maps of the apex shifted by ±dma_shift_px pixels in x and y (0: off; at most 1).
     dma_shift_px: float = 0.5
     # How many encoder blocks the onset and the shifted apexes go through before directional DMA compares
-    # them (0: all, like the change map). Fewer is cheaper (a frozen-encoder recipe caches them) and keeps
-    # the features local: attention in the later blocks blurs a patch's direction (docs/motion.md §16).
+    # them (0: all, like the change map). Fewer is cheaper: a frozen-encoder recipe caches those frames, so
+    # they never pass the trained block (1: about 2× faster; as accurate within the seed spread, no more:
+    # docs/motion.md §16).
     dma_direction_blocks: int = 0
     # Fine registration of apex onto onset before the pair is compared (faces/register.py):
     # "translation", "euclidean" or "none" (the no-registration ablation, and the release).
