@@ -26,19 +26,20 @@ Prints one JSON object; a table goes to stderr.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 from change_probe import pooled, ridge_loso  # noqa: E402
+from error_factors import clip_factors  # noqa: E402
+
+from micronbert.model.direction import motion_from_changes  # noqa: E402
 
 
 def composite_pairs(work: Path):
@@ -61,13 +62,14 @@ def composite_pairs(work: Path):
 
 def changes(state, cfg, onset: np.ndarray, apex: np.ndarray, px: float, batch: int = 32,
             blocks: int | None = None) -> torch.Tensor:
-    """(5, B, N): c(0), c(+x), c(−x), c(+y), c(−y) of the pretrained encoder (direction.SHIFTS order)."""
+    """(5, B, N): c(0), c(+x), c(−x), c(+y), c(−y) of the pretrained encoder (direction.SHIFTS order), the
+    frames matched after `blocks` encoder blocks (all when None)."""
     from micronbert.model.classifier import to_float
     from micronbert.model.direction import shifted_views
     from micronbert.model.heads import MicronBertClassifier
     from micronbert.model.mubert import normalise_images
 
-    model = MicronBertClassifier(dataclasses.replace(cfg, dma_shift_px=px), 3).eval()
+    model = MicronBertClassifier(cfg, 3).eval()
     model.load_backbone(state)
     bb = model.backbone
     out = []
@@ -77,8 +79,7 @@ def changes(state, cfg, onset: np.ndarray, apex: np.ndarray, px: float, batch: i
             a = normalise_images(to_float(apex[i:i + batch], "cpu"))
             frames = [o, a, *shifted_views(a, px)]
             hid = bb.encoder.hidden(torch.cat(frames), blocks).chunk(len(frames))
-            first = bb._compared(hid[0])
-            out.append(torch.stack([bb._change(first, bb._compared(h)) for h in hid[1:]]))
+            out.append(torch.stack([bb.change_map(hid[0], h) for h in hid[1:]]))
     return torch.cat(out, dim=1)
 
 
@@ -94,15 +95,15 @@ def vertex(c: torch.Tensor, px: float, floor: float) -> torch.Tensor:
 
 
 def lip_corner_only(work: Path, keys: list[str]) -> np.ndarray:
-    acts = pd.concat([pd.read_csv(a, dtype={"sample_id": str}, keep_default_na=False)
-                      for a in sorted(work.glob("*/actions.csv"))])
-    regions = dict(zip(acts["dataset"] + "/" + acts["sample_id"], acts["regions"]))
+    """Per sample key (dataset/sample_id): whether its only action moves the lip corners (synth's actions.csv)."""
+    factors = clip_factors([str(a) for a in sorted(work.glob("*/actions.csv"))])
+    regions = dict(zip(factors["dataset"] + "/" + factors["sample_id"], factors["regions"]))
     return np.array([regions.get(k, "") == "lip_corners" for k in keys])
 
 
 def central(c: torch.Tensor) -> torch.Tensor:
     """(5, B, N) -> (B, N, 2): c(+x) − c(−x), c(+y) − c(−y), what the grid head receives as dma_motion."""
-    return torch.stack([c[1] - c[2], c[3] - c[4]], dim=-1)
+    return motion_from_changes(c[1:])
 
 
 def main() -> None:

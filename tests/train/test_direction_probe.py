@@ -4,11 +4,11 @@ import os
 import sys
 
 import numpy as np
-import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import direction_probe as dp  # noqa: E402
+from test_error_factors import write_actions  # noqa: E402
 
 from micronbert.config import preset  # noqa: E402
 from micronbert.model.classifier import to_float  # noqa: E402
@@ -48,8 +48,7 @@ def test_the_direction_rows_are_the_classifiers_motion():
 
 
 def test_lip_corner_only_clips(tmp_path):
-    (tmp_path / "samm").mkdir()
-    pd.DataFrame({"dataset": ["samm"] * 3, "sample_id": ["006/a", "006/b", "007/c"],
-                  "regions": ["lip_corners", "cheeks;lip_corners", "brows"]}).to_csv(tmp_path / "samm" / "actions.csv")
-    got = dp.lip_corner_only(tmp_path, ["samm/006/a", "samm/006/b", "samm/007/c", "casme2/x"])
-    assert got.tolist() == [True, False, False, False]
+    (tmp_path / "casme2").mkdir()
+    write_actions(tmp_path / "casme2" / "actions.csv")  # c0, c1: lip corners only; c2: brows
+    got = dp.lip_corner_only(tmp_path, ["casme2/sub01/c0", "casme2/sub01/c2", "casme2/sub01/c1", "samm/x"])
+    assert got.tolist() == [True, False, True, False]
