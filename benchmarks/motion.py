@@ -82,6 +82,9 @@ def main() -> None:
                    help="k/K: run only this share of the LOSO folds (evaluate --shard); every row is then scored "
                         "on the folds all of this call's runs finished (a full run in --work counts on those folds)")
     p.add_argument("--work", default=None, help="working folder (default: a temporary one); reused when present")
+    p.add_argument("--keep-fold-models", action="store_true",
+                   help="keep every fold's trained classifier (evaluate --keep-fold-models), in runs named "
+                        "<method>-seed<seed>-kept, so benchmarks/test_views.py can score them again")
     p.add_argument("--probe", action="store_true", help="measure the change signals and PoI only (see above)")
     p.add_argument("--probe-weights", default=None, help="--probe: a pretrained folder (default: init, seeds 0-2)")
     p.add_argument("--overlap-only", action="store_true",
@@ -141,13 +144,15 @@ def main() -> None:
     for method in methods:
         runs = []
         for seed in args.seeds:
-            res = work / "runs" / f"{method}-seed{seed}"
+            res = work / "runs" / f"{method}-seed{seed}{'-kept' if args.keep_fold_models else ''}"
             argv = ["evaluate", "--samples", *(shuffled if method == "shuffled" else samples), "--protocol",
                     "megc2019", "--cache", str(cache), "--seed", str(seed), "--out", str(res)]
             if args.threads:
                 argv += ["--threads", str(args.threads)]
             if args.shard:
                 argv += ["--shard", args.shard]
+            if args.keep_fold_models:
+                argv += ["--keep-fold-models"]
             if method == "flow-cnn":
                 argv += ["--model", "flow-cnn"]
             else:
