@@ -84,7 +84,7 @@ def main() -> None:
     p.add_argument("--work", default=None, help="working folder (default: a temporary one); reused when present")
     p.add_argument("--keep-fold-models", action="store_true",
                    help="keep every fold's trained classifier (evaluate --keep-fold-models), in runs named "
-                        "<method>-seed<seed>-kept, so benchmarks/test_views.py can score them again")
+                        "<method>-seed<seed>-kept, so benchmarks/prediction_views.py can score them again")
     p.add_argument("--probe", action="store_true", help="measure the change signals and PoI only (see above)")
     p.add_argument("--probe-weights", default=None, help="--probe: a pretrained folder (default: init, seeds 0-2)")
     p.add_argument("--overlap-only", action="store_true",
