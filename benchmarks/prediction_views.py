@@ -5,15 +5,17 @@ Each RUN must have been evaluated with `--keep-fold-models` (benchmarks/motion.p
 every fold's trained classifier is on disk: nothing is trained here, and every variant is scored with the
 very models and samples of the run. Views of a test pair (onset, apex):
 
-    clean       the pair itself (must reproduce the run's own predictions: checked, `clean_max_prob_diff`)
+    clean       the pair itself
     flip        clean + both frames mirrored (the flip both recipes train with)
     temporal    clean + (onset, apex - 1) + (onset, apex + 1): the apex's neighbouring frames, where the
                 clip has them between onset and offset (a micro-expression is held for several frames;
                 each frame has its own sensor noise)
-    temporal+flip  the three temporal pairs and their mirrors
+    temporal+flip  the three temporal pairs and their mirrors: what every recipe predicts since
+                docs/motion.md §17 (test_flip and test_neighbours)
     augment     clean + K paired-augmented views drawn with the run's recipe (μ-BERT only; K = --views)
 
-Probabilities are averaged (not logits), then the class is the argmax, as `evaluate` does. Every variant
+The variant the run itself predicted with (by its recipe's test_flip / test_neighbours) must reproduce
+the run's own probabilities: checked, `reproduced_max_prob_diff`. Probabilities are averaged (not logits), then the class is the argmax, as `evaluate` does. Every variant
 is scored on the same samples (samples_sha256) with pooled UF1/UAR.
 
     python benchmarks/prediction_views.py W/runs/micronbert-seed0-kept W/runs/flow-cnn-seed0-kept
@@ -32,15 +34,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, git_commit, machine  # noqa: E402
 
 VARIANTS = ("clean", "flip", "temporal", "temporal+flip", "augment")
+# the variant a run predicted with, by its recipe's (test_flip, test_neighbours)
+OWN = {(False, False): "clean", (True, False): "flip", (False, True): "temporal", (True, True): "temporal+flip"}
 
 
 def neighbour_frame(sample, step: int) -> np.ndarray | None:
-    """The aligned frame `step` frames from the apex, if the clip has it strictly after the onset and not
-    after the offset; else None."""
-    n = int(sample.meta["apex"]) + step
-    if not (int(sample.meta["onset"]) < n <= int(sample.meta["offset"])) or n not in set(sample.frame_numbers.tolist()):
-        return None
-    return sample.frame(n)
+    """The aligned frame just before (step -1) or after (+1) the apex, where the clip has it
+    (train.pairdata.apex_neighbours, as evaluation loads it); else None."""
+    from micronbert.train.pairdata import apex_neighbours
+
+    m = sample.meta
+    n = apex_neighbours(sample.frame_numbers, int(m["onset"]), int(m["apex"]), int(m["offset"]))[(step + 1) // 2]
+    return None if n is None else sample.frame(n)
 
 
 def augmented_probs(model, onset: np.ndarray, apex: np.ndarray, recipe: dict, views: int, seed: int) -> list:
@@ -119,7 +124,9 @@ def score_run(run: Path, views: int) -> dict:
         samples = [cache.load(d, s) for d, s in zip(preds["dataset"], preds["sample_id"])]
         got, miss = view_probs(model, samples, saved.get("finetune", {}), views, int(config["seed"]))
         missing += miss
-        diff = max(diff, float(np.abs(got["clean"] - preds[[f"prob_{c}" for c in classes]].to_numpy()).max()))
+        own = got[OWN[(bool(saved.get("finetune", {}).get("test_flip")),
+                       bool(saved.get("finetune", {}).get("test_neighbours")))]]
+        diff = max(diff, float(np.abs(own - preds[[f"prob_{c}" for c in classes]].to_numpy()).max()))
         for name, p in got.items():
             probs[name].append(p)
         tables.append(preds)
@@ -127,7 +134,7 @@ def score_run(run: Path, views: int) -> dict:
     labels = table["label"].to_numpy()
     key = (table["dataset"] + "/" + table["sample_id"]).to_numpy()
     out = {"run": str(run), "n_folds": len(fold_csvs), "n_samples": int(len(table)),
-           "samples_sha256": samples_sha256(table), "clean_max_prob_diff": round(diff, 6),
+           "samples_sha256": samples_sha256(table), "reproduced_max_prob_diff": round(diff, 6),
            "neighbour_frames_missing": missing, "variants": {}}
     clean_pred = np.concatenate(probs["clean"]).argmax(1)
     for name, parts in probs.items():

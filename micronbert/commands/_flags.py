@@ -41,6 +41,12 @@ def add_recipe_args(p):
     p.add_argument("--layer-decay", type=float, default=None, help="layer-wise lr decay (1.0 = off; e.g. 0.75)")
     p.add_argument("--class-weights", choices=["balanced", "none"], default=None)
     p.add_argument("--no-augment", action="store_true", help="no paired augmentation")
+    p.add_argument("--no-test-flip", action="store_true",
+                   help="at prediction, leave out the mirror images (default: class probabilities are averaged over "
+                        "each test pair and its mirror image; docs/motion.md §17)")
+    p.add_argument("--no-test-neighbours", action="store_true",
+                   help="at prediction, leave out the pairs of the onset with the frames just before and after the "
+                        "apex (default: averaged in where the clip has them between onset and offset)")
     p.add_argument("--val-subjects", type=int, default=None,
                    help="choose the epoch on this many subjects drawn from each fold's training subjects")
     p.add_argument("--seed", type=int, default=0)
@@ -56,7 +62,8 @@ def recipe_from_args(args):
                           weight_decay=args.weight_decay, layer_decay=args.layer_decay,
                           class_weights=args.class_weights, augment=False if args.no_augment else None,
                           val_subjects=args.val_subjects, cached_views=args.cached_views,
-                          train_blocks=args.train_blocks)
+                          train_blocks=args.train_blocks, test_flip=False if args.no_test_flip else None,
+                          test_neighbours=False if args.no_test_neighbours else None)
 
 
 def add_mode_args(p):

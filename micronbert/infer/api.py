@@ -77,26 +77,50 @@ class MicronBert:
         return self.size // self.config.patch_size
 
     # -- pairs -----------------------------------------------------------------------------------------
+    @property
+    def test_flip(self) -> bool:
+        """Whether probabilities average each pair with its mirror image, as the classifier was evaluated (its
+        recipe's `test_flip`; False for classifiers saved before the field)."""
+        return bool((self.meta.get("finetune") or {}).get("test_flip", False))
+
+    @property
+    def test_neighbours(self) -> bool:
+        """Whether probabilities average in the pairs of the onset with the frames just before and after the
+        apex, when they are given (the recipe's `test_neighbours`)."""
+        return bool((self.meta.get("finetune") or {}).get("test_neighbours", False))
+
     @torch.no_grad()
-    def forward_batch(self, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:
+    def forward_batch(self, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 16,
+                      neighbours: np.ndarray | None = None, has_neighbour: np.ndarray | None = None
+                      ) -> dict[str, np.ndarray]:
         """uint8 (B, S, S, 3) onsets/apexes (already `size`) -> probabilities (B, C), dma_map/poi_map (B, g, g)
         and, when the model has directional DMA (model.shift_px > 0), dma_motion (B, g, g, 2): each patch's
         signed motion (x, y), positive = right / down (the key is absent otherwise).
-        Each apex is first registered onto its onset as the model was trained (ModelConfig.registration)."""
-        from micronbert.faces.register import register_pairs
-        from micronbert.model.mubert import normalise_images
+        Each apex is first registered onto its onset as the model was trained (ModelConfig.registration).
+        Probabilities are averaged over the prediction views the classifier was evaluated with
+        (`PairData.prediction_views`): with `test_flip` each pair's mirror image, with `test_neighbours`
+        and `neighbours` (B, K, S, S, 3) the frames around each apex (`has_neighbour` (B, K): which are real),
+        each registered and run like any pair. The maps are always the pair's own."""
+        from micronbert.train.pairdata import PairData
 
-        registration = getattr(self.config, "registration", "none")
         probs, dmas, pois, motions = [], [], [], []
         for s in range(0, len(onsets), batch_size):
-            onset, apex = onsets[s:s + batch_size], apexes[s:s + batch_size]
-            if registration != "none":
-                apex = register_pairs(onset, apex, registration)
-            a = normalise_images(torch.from_numpy(np.ascontiguousarray(onset)).to(self.device))
-            b = normalise_images(torch.from_numpy(np.ascontiguousarray(apex)).to(self.device))
-            out = self.model.forward_all(a, b)
+            part = slice(s, s + batch_size)
+            near = None if neighbours is None else np.asarray(neighbours[part])
+            has = (None if near is None else np.ones(near.shape[:2], bool) if has_neighbour is None
+                   else np.asarray(has_neighbour[part], bool))
+            data = PairData(np.asarray(onsets[part]), np.asarray(apexes[part]), near, has)
+            views = data.prediction_views(self.test_flip, self.test_neighbours)
+            out = self._forward(data.onset, data.apex)
+            total = torch.softmax(out["logits"].float(), -1).cpu().numpy()
+            count = np.ones(len(data))
+            for view, weight in views[1:]:
+                if weight.any():
+                    logits = self._forward(view.onset[weight], view.apex[weight])["logits"]
+                    total[weight] += torch.softmax(logits.float(), -1).cpu().numpy()
+                    count += weight
             g = self.grid
-            probs.append(torch.softmax(out["logits"].float(), -1).cpu().numpy())
+            probs.append(total / count[:, None])
             dmas.append(out["dma_map"].float().view(-1, g, g).cpu().numpy())
             pois.append(out["poi_map"].float().view(-1, g, g).cpu().numpy())
             if "dma_motion" in out:
@@ -106,6 +130,17 @@ class MicronBert:
         if motions:
             res["dma_motion"] = np.concatenate(motions)
         return res
+
+    def _forward(self, onset: np.ndarray, apex: np.ndarray) -> dict:
+        from micronbert.faces.register import register_pairs
+        from micronbert.model.mubert import normalise_images
+
+        registration = getattr(self.config, "registration", "none")
+        if registration != "none":
+            apex = register_pairs(onset, apex, registration)
+        a = normalise_images(torch.from_numpy(np.ascontiguousarray(onset)).to(self.device))
+        b = normalise_images(torch.from_numpy(np.ascontiguousarray(apex)).to(self.device))
+        return self.model.forward_all(a, b)
 
     def predict_pair(self, onset, apex) -> dict[str, Any]:
         """Aligned RGB uint8 face images (arrays or paths) -> {probabilities {class: p}, label, dma_map, poi_map}

@@ -5,7 +5,12 @@ Graph contract (written into the model's metadata too):
                          inside the graph, so a deployment needs no knowledge of our statistics. The
                          apex must already be registered onto the onset when the model's config has
                          `registration` (faces/register.register_pair; ECC is not an ONNX op)
-  outputs  probabilities float32 (B, C)     softmax over config.json's classes
+  outputs  probabilities float32 (B, C)     softmax over config.json's classes; when the classifier's recipe
+                         has `test_flip`, the mean of the pair's and of its mirror image's (the given,
+                         registered pair flipped left-right inside the graph), as `evaluate` scored it;
+                         a recipe with `test_neighbours` also averaged the pairs of the onset with the
+                         frames just before and after the apex: run the graph on those pairs and average
+                         (the metadata's "probabilities" entry says which)
            dma_map       float32 (B, g, g)  DMA diagonal (low = change), g = S / patch
            poi_map       float32 (B, g, g)  PoI saliency (mean 1)
            dma_motion    float32 (B, g, g, 2)  directional DMA (x, y; positive = right / down), only when
@@ -53,9 +58,10 @@ def export_mode(model: nn.Module):
 class ExportableClassifier(nn.Module):
     """uint8 NHWC onset/apex -> (probabilities, dma_map, poi_map[, dma_motion]): the graph contract above."""
 
-    def __init__(self, classifier: nn.Module, size: int):
+    def __init__(self, classifier: nn.Module, size: int, mirror: bool = False):
         super().__init__()
         self.classifier = classifier
+        self.mirror = mirror
         self.grid = size // classifier.cfg.patch_size
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
@@ -65,9 +71,12 @@ class ExportableClassifier(nn.Module):
 
     def forward(self, onset: torch.Tensor, apex: torch.Tensor):
         out = self.classifier.forward_all(self._norm(onset), self._norm(apex))
+        probs = torch.softmax(out["logits"], dim=-1)
+        if self.mirror:  # NHWC: width is dim 2
+            flipped = self.classifier.forward_all(self._norm(onset.flip(2)), self._norm(apex.flip(2)))
+            probs = (probs + torch.softmax(flipped["logits"], dim=-1)) / 2
         g = self.grid
-        maps = (torch.softmax(out["logits"], dim=-1), out["dma_map"].reshape(-1, g, g),
-                out["poi_map"].reshape(-1, g, g))
+        maps = (probs, out["dma_map"].reshape(-1, g, g), out["poi_map"].reshape(-1, g, g))
         return (*maps, out["dma_motion"].reshape(-1, g, g, 2)) if self.with_motion else maps
 
     @property
@@ -90,7 +99,9 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset:
 
     model, cfg, classes, data = load_micronbert_classifier(weights)
     size = input_size(cfg, data)
-    wrapper = ExportableClassifier(model, size).eval()
+    recipe = data.get("finetune") or {}
+    mirror, neighbours = bool(recipe.get("test_flip", False)), bool(recipe.get("test_neighbours", False))
+    wrapper = ExportableClassifier(model, size, mirror).eval()
     gen = torch.Generator().manual_seed(seed)
     example = tuple(torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen) for _ in range(2))
     onnx_path = Path(onnx_path)
@@ -104,14 +115,15 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset:
                               opset_version=opset, dynamo=False, do_constant_folding=True)
         except Exception as exc:  # the exporter's errors are long; keep the first line
             raise MicronbertError(f"ONNX export of {weights} failed: {str(exc).splitlines()[0]}") from exc
-        _add_metadata(tmp, classes, size, cfg.patch_size, getattr(cfg, "registration", "none"))
+        _add_metadata(tmp, classes, size, cfg.patch_size, getattr(cfg, "registration", "none"), mirror,
+                      neighbours)
     result = {"onnx": str(onnx_path), "classes": classes, "size": size, "opset": opset}
     if check:
         result["max_abs_diff"] = compare_onnx(wrapper, onnx_path, size, seed=seed + 1)
     return result
 
 
-def _add_metadata(path, classes, size, patch, registration: str) -> None:
+def _add_metadata(path, classes, size, patch, registration: str, mirror: bool, neighbours: bool) -> None:
     import onnx
 
     m = onnx.load(str(path))
@@ -119,7 +131,10 @@ def _add_metadata(path, classes, size, patch, registration: str) -> None:
             {"layout": "NHWC", "dtype": "uint8", "colour": "RGB", "size": size, "aligned": True,
              "normalisation": "inside the graph (ImageNet mean/std)",
              # the apex registered onto the onset before the graph (ECC is not an ONNX op)
-             "apex_registration": registration}), "patch_size": str(patch)}.items():
+             "apex_registration": registration}), "patch_size": str(patch),
+            "probabilities": ("mean of the pair and its mirror image" if mirror else "the pair") + (
+                "; evaluated as the mean of this output over the pairs (onset, apex - 1), (onset, apex), "
+                "(onset, apex + 1) where the clip has those frames" if neighbours else "")}.items():
         entry = m.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(m, str(path))

@@ -22,6 +22,7 @@ import numpy as np
 from micronbert.errors import MicronbertError
 from micronbert.infer.predict_outputs import write_outputs
 from micronbert.infer.spotting import Interval, spot_intervals
+from micronbert.train.pairdata import apex_neighbours
 
 DEFAULT_FPS = 30.0
 
@@ -230,6 +231,8 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
                                       f"({'; '.join(skips.notes())})")
     window, k = spotting_window(clip.fps, max_duration_s)
     motion = None if given else MotionStream(k=k)
+    # the frames just before and after the apex, averaged in when the classifier was evaluated so
+    near_given = [p for p in apex_neighbours(range(t_len), on, ap, off) if p is not None] if given else []
 
     # Pass 2: align, check presence, feed the spotter (one frame at a time).
     t0 = time.perf_counter()
@@ -243,7 +246,7 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
             present[i] = (i == ref) or not check_presence or checker.face_present(big)
         if motion is not None:
             motion.push(big, bool(present[i]))
-        if given and i in (on, ap) and usable[i]:
+        if given and i in (on, ap, *near_given) and usable[i]:
             result.crops[i] = aligner.warp(img, m)
     timings["face_s"] = time.perf_counter() - t0
     if not present.all():
@@ -262,8 +265,10 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
             notes.append(f"no movement above the spotting threshold: the strongest candidate scores "
                          f"{intervals[0].score:.2f} (< {min_score:g}); it is reported as below_threshold, "
                          f"not as a detection")
-        # Pass 3: only the onset/apex crops the model needs.
-        wanted = {p for iv in intervals for p in (iv.onset, iv.apex)}
+        # Pass 3: only the crops the model needs (onset, apex and the frames around the apex).
+        wanted = {p for iv in intervals for p in (iv.onset, iv.apex, *apex_neighbours(range(t_len), iv.onset,
+                                                                                         iv.apex, iv.offset))
+                  if p is not None}
         for i, (n, img) in enumerate(src):
             if i > max(wanted):
                 break
@@ -275,7 +280,10 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
     blank = np.zeros((aligner.size, aligner.size, 3), np.uint8)  # stands in for an unusable frame
     firsts = np.stack([result.crops.get(iv.onset, blank) for iv in intervals])
     seconds = np.stack([result.crops.get(iv.apex, blank) for iv in intervals])
-    out = mb.forward_batch(firsts, seconds)
+    near = [apex_neighbours(range(t_len), iv.onset, iv.apex, iv.offset) for iv in intervals]
+    has_near = np.array([[p is not None and p in result.crops for p in ps] for ps in near])
+    thirds = np.stack([[result.crops[p] if h else blank for p, h in zip(ps, hs)] for ps, hs in zip(near, has_near)])
+    out = mb.forward_batch(firsts, seconds, neighbours=thirds, has_neighbour=has_near)
     timings["model_s"] = time.perf_counter() - t0
 
     rows = []

@@ -83,7 +83,10 @@ def predict_proba(model: nn.Module, batch_logits: BatchLogits, idx: np.ndarray, 
 
 class TrainedMethod:
     """What every method shares: seeded fit with the recipe's loop, batched predict, save.
-    A method provides build(), batch_logits(model), param_groups(model) and input_size."""
+    A method provides build(), batch_logits(model, view=0) (view 0: the pairs, with training's augmented
+    views; view v > 0: prediction view v of `view_weights`), param_groups(model) and input_size."""
+
+    view_weights: list = []  # per extra prediction view, which samples have it ((N,) bool); set by prepare
 
     def fit(self, train_idx, labels, seed: int, val_idx=None, desc: str = "train") -> tuple[nn.Module, dict]:
         torch.manual_seed(seed)
@@ -95,7 +98,17 @@ class TrainedMethod:
         return model, info
 
     def predict(self, model, idx) -> np.ndarray:
-        return predict_proba(model, self.batch_logits(model), np.asarray(idx), self.recipe.eval_batch_size)
+        """Class probabilities of the samples `idx`: the mean over the prediction views each sample has (the
+        pair, then `self.view_weights`' views: the recipe's test_flip / test_neighbours)."""
+        idx, size = np.asarray(idx), self.recipe.eval_batch_size
+        total = predict_proba(model, self.batch_logits(model), idx, size)
+        count = np.ones(len(idx))
+        for view, weight in enumerate(self.view_weights, 1):
+            has = np.asarray(weight)[idx]
+            if has.any():
+                total[has] += predict_proba(model, self.batch_logits(model, view), idx[has], size)
+                count += has
+        return total / count[:, None]
 
     def save(self, model, out_dir, protocol: str, aligned: bool = True, **extra) -> Path:
         return save_classifier(out_dir, model, self.classes, protocol, self.recipe, aligned=aligned, **extra)

@@ -44,6 +44,9 @@ class MicronBertMethod(TrainedMethod):
         self.data: PairData | None = None
         self.tokens: tuple[torch.Tensor, ...] | None = None  # cached hidden states, one per pair frame
         self.cached_depths: list[int] = []  # how many blocks each cached frame went through
+        self.view_data: list[PairData] = []  # the prediction views' pairs, registered (recipe.test_flip/neighbours)
+        self.view_weights: list[np.ndarray] = []  # which samples have each view
+        self.view_tokens: list[tuple[torch.Tensor, ...]] = []  # their frozen-encoder cache
 
     @property
     def input_size(self) -> int:
@@ -76,49 +79,66 @@ class MicronBertMethod(TrainedMethod):
     def prepare(self, data: PairData, seed: int = 0) -> None:
         """Keep the (registered) frames; with a frozen encoder, run its frozen part once per sample, view
         (the clean pair, then `cached_views` paired-augmented ones) and frame of `pair_frames` (the shifted
-        apexes are shifted after augmentation, as at inference), reused by every fold."""
+        apexes are shifted after augmentation, as at inference), reused by every fold. The recipe's
+        prediction views (test_flip, test_neighbours: `PairData.prediction_views`) are registered and
+        encoded as any pair would be, for prediction only: training never samples them."""
         if data.size != self.cfg.img_size:
             raise MicronbertError(f"faces are {data.size} px but the model expects {self.cfg.img_size} px "
                                   f"(preset/--init and the cache disagree)")
-        if self.cfg.registration != "none":
-            from micronbert.faces.register import register_pairs
-
-            data = PairData(data.onset, register_pairs(data.onset, data.apex, self.cfg.registration))
-        self.data = data
+        self.data = self._registered(data)
+        views = data.prediction_views(self.recipe.test_flip, self.recipe.test_neighbours)[1:]
+        self.view_data = [self._registered(v) for v, _ in views]
+        self.view_weights = [w for _, w in views]
         if self.recipe.freeze_encoder:
             torch.manual_seed(seed)  # only matters for a random (no-pretrain) frozen encoder
             model = self.build().eval()
-            encoder = model.backbone.encoder
-            keep = torch.float16 if self.device.type == "cuda" else torch.float32
-            gen = torch.Generator().manual_seed(seed + 7919)
-            views = 1 + (self.recipe.cached_views if self.recipe.augment else 0)
-            # per frame of pair_frames (onset, apex, shifted apexes, ...): one (V, b, 1+N, D) block per batch,
-            # after the frozen blocks or fewer (a frame that directional DMA reads earlier)
+            n_views = 1 + (self.recipe.cached_views if self.recipe.augment else 0)
+            # per frame of pair_frames (onset, apex, shifted apexes, ...): one (V, N, 1+P, D) block, after the
+            # frozen blocks or fewer (a frame that directional DMA reads earlier)
             self.cached_depths = [min(d, self.first_trained_block) for d in model.frame_depths]
-            outs: list[list] = [[] for _ in range(model.frames_per_pair)]
-            with torch.no_grad():
-                for start in progress(range(0, len(data), 32), desc="encode (frozen)", unit="batch", leave=False):
-                    onset = to_float(data.onset[start:start + 32], self.device)
-                    apex = to_float(data.apex[start:start + 32], self.device)
-                    per_view: list[list] = [[] for _ in outs]
-                    for v in range(views):
-                        o, a = (onset, apex) if v == 0 else paired_augment(onset, apex, self.recipe, gen)
-                        for j, x in enumerate(model.pair_frames(normalise_images(o), normalise_images(a))):
-                            per_view[j].append(encoder.hidden(x, self.cached_depths[j]).to(keep))
-                    for j, hid in enumerate(per_view):
-                        outs[j].append(torch.stack(hid))
-            self.tokens = tuple(torch.cat(o, 1) for o in outs)
+            self.tokens = self._encode(model, self.data, n_views, torch.Generator().manual_seed(seed + 7919))
+            self.view_tokens = [self._encode(model, v, 1, None) for v in self.view_data]
 
-    def batch_logits(self, model) -> BatchLogits:
+    def _registered(self, data: PairData) -> PairData:
+        if self.cfg.registration == "none":
+            return data
+        from micronbert.faces.register import register_pairs
+
+        return PairData(data.onset, register_pairs(data.onset, data.apex, self.cfg.registration))
+
+    @torch.no_grad()
+    def _encode(self, model, data: PairData, views: int, gen) -> tuple[torch.Tensor, ...]:
+        """The frozen part's output for every frame of every pair: view 0 the pair, views 1.. augmented."""
+        encoder = model.backbone.encoder
+        keep = torch.float16 if self.device.type == "cuda" else torch.float32
+        outs: list[list] = [[] for _ in range(model.frames_per_pair)]
+        for start in progress(range(0, len(data), 32), desc="encode (frozen)", unit="batch", leave=False):
+            onset = to_float(data.onset[start:start + 32], self.device)
+            apex = to_float(data.apex[start:start + 32], self.device)
+            per_view: list[list] = [[] for _ in outs]
+            for v in range(views):
+                o, a = (onset, apex) if v == 0 else paired_augment(onset, apex, self.recipe, gen)
+                for j, x in enumerate(model.pair_frames(normalise_images(o), normalise_images(a))):
+                    per_view[j].append(encoder.hidden(x, self.cached_depths[j]).to(keep))
+            for j, hid in enumerate(per_view):
+                outs[j].append(torch.stack(hid))
+        return tuple(torch.cat(o, 1) for o in outs)
+
+    def batch_logits(self, model, view: int = 0) -> BatchLogits:
+        """Logits of samples `idx`: view 0 their pairs (training: a random cached view), view v > 0 their
+        prediction view v (prediction only)."""
+        tokens, data = ((self.tokens, self.data) if view == 0 else
+                        (self.view_tokens[view - 1] if self.view_tokens else None, self.view_data[view - 1]))
+
         def fn(idx: np.ndarray, train: bool, gen):
-            if self.tokens is not None:
-                t = torch.as_tensor(idx, device=self.tokens[0].device)
-                views = self.tokens[0].shape[0]
+            if tokens is not None:
+                t = torch.as_tensor(idx, device=tokens[0].device)
+                views = tokens[0].shape[0]
                 v = (torch.randint(0, views, (len(idx),), generator=gen).to(t.device) if train and views > 1
                      else torch.zeros_like(t))
-                hidden = [frame[v, t].float() for frame in self.tokens]
+                hidden = [frame[v, t].float() for frame in tokens]
                 return model.from_frames(model.advance(hidden, self.cached_depths))["logits"]
-            onset, apex = to_float(self.data.onset[idx], self.device), to_float(self.data.apex[idx], self.device)
+            onset, apex = to_float(data.onset[idx], self.device), to_float(data.apex[idx], self.device)
             if train and self.recipe.augment:
                 onset, apex = paired_augment(onset, apex, self.recipe, gen)
             return model(normalise_images(onset), normalise_images(apex))

@@ -49,6 +49,12 @@ class FinetuneConfig:
     cached_views: int = 0          # augmented views per sample cached besides the clean one (0: clean only)
     train_blocks: int = 0          # the encoder's last blocks (and final norm) that still train on the cache
     val_subjects: int = 0          # >0: keep the epoch with the best UF1 on this many *training* subjects
+    # At prediction, average the class probabilities over more views of a test pair (PairData.prediction_views):
+    # its mirror image (the classes do not change under the flip the recipe trains with) and the pairs of the
+    # onset with the frames just before and after the apex. False here so that classifier folders saved
+    # before the fields keep predicting from the pair alone; every family sets both (docs/motion.md §17).
+    test_flip: bool = False
+    test_neighbours: bool = False
     eval_batch_size: int = 64
 
     def __post_init__(self):
@@ -61,13 +67,16 @@ class FinetuneConfig:
 
 
 # How each family's recipe differs from FinetuneConfig's defaults (the full fine-tuning of μ-BERT).
+# Every family predicts from the pair, the apex's neighbouring frames and their mirror images (chosen on a
+# development copy, docs/motion.md §17).
+_VIEWS = dict(test_flip=True, test_neighbours=True)
 RECIPE_FAMILIES = {
-    "full": {},
+    "full": dict(_VIEWS),
     # the CPU recipe: 4 augmented views + the clean one cached, the last encoder block, DMA and head train;
     # 30 epochs, but at most 160 steps: a MEGC2019-sized fold (~290 training pairs) gets 8 epochs, so the
     # 36-fold LOSO fits in about half an hour on 2 cores (docs/motion.md §13); the demo's 42 pairs keep 30
-    "frozen": dict(epochs=30, max_steps=160, lr=1e-3, freeze_encoder=True, cached_views=4, train_blocks=1),
-    "flow": dict(epochs=40, lr=1e-3, weight_decay=1e-4, crop_scale=(1.0, 1.0), rotate_deg=0.0, jitter=0.0),
+    "frozen": dict(epochs=30, max_steps=160, lr=1e-3, freeze_encoder=True, cached_views=4, train_blocks=1, **_VIEWS),
+    "flow": dict(epochs=40, lr=1e-3, weight_decay=1e-4, crop_scale=(1.0, 1.0), rotate_deg=0.0, jitter=0.0, **_VIEWS),
 }
 
 

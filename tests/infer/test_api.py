@@ -124,3 +124,47 @@ def test_reads_the_folder_finetune_writes(tmp_path):
     (tmp_path / "ft" / "config.json").write_text(json.dumps(data))
     with pytest.raises(MicronbertError, match="flow-cnn"):
         MicronBert.from_pretrained(tmp_path / "ft")
+
+
+def test_a_classifier_evaluated_with_test_flip_averages_the_mirrored_pair(tmp_path):
+    """forward_batch follows the classifier's recipe: with test_flip, probabilities are the mean of the
+    pair's and its mirror image's; the maps stay the pair's own. Without the field, the pair alone."""
+    from micronbert.infer.api import MicronBert
+
+    from infer_helpers import make_classifier_dir
+
+    plain = MicronBert.from_pretrained(make_classifier_dir(tmp_path / "plain", seed=7))
+    flip = MicronBert.from_pretrained(make_classifier_dir(tmp_path / "flip", seed=7, finetune={"test_flip": True}))
+    assert flip.test_flip and not plain.test_flip
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8)
+    mirror = lambda x: np.ascontiguousarray(x[:, :, ::-1])  # noqa: E731
+    got, pair = flip.forward_batch(a, b), plain.forward_batch(a, b)
+    want = (pair["probabilities"] + plain.forward_batch(mirror(a), mirror(b))["probabilities"]) / 2
+    np.testing.assert_allclose(got["probabilities"], want, atol=1e-6)
+    assert not np.allclose(got["probabilities"], pair["probabilities"], atol=1e-4)
+    for key in ("dma_map", "poi_map", "dma_motion"):
+        np.testing.assert_allclose(got[key], pair[key], atol=1e-6)
+
+
+def test_test_neighbours_averages_the_pairs_with_the_frames_around_the_apex_that_exist(tmp_path):
+    from micronbert.infer.api import MicronBert
+
+    from infer_helpers import make_classifier_dir
+
+    plain = MicronBert.from_pretrained(make_classifier_dir(tmp_path / "plain", seed=8))
+    both = MicronBert.from_pretrained(make_classifier_dir(tmp_path / "both", seed=8,
+                                                          finetune={"test_flip": True, "test_neighbours": True}))
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    b, n0, n1 = (np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8) for _ in range(3))
+    has = np.array([[True, True], [True, False]])
+    got = both.forward_batch(a, b, neighbours=np.stack([n0, n1], 1), has_neighbour=has)["probabilities"]
+    mirror = lambda x: np.ascontiguousarray(x[:, :, ::-1])  # noqa: E731
+    p = lambda o, x: plain.forward_batch(o, x)["probabilities"]  # noqa: E731
+    views = [p(a, b), p(mirror(a), mirror(b)), p(a, n0), p(mirror(a), mirror(n0)), p(a, n1), p(mirror(a), mirror(n1))]
+    want = np.stack([np.mean(views, 0)[0], np.mean(views[:4], 0)[1]])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # no neighbours given: the pair and its mirror image
+    np.testing.assert_allclose(both.forward_batch(a, b)["probabilities"], np.mean(views[:2], 0), atol=1e-6)

@@ -89,6 +89,25 @@ def test_export_follows_what_dma_compares_and_where_direction_is_read(tmp_path, 
     assert max(res["max_abs_diff"].values()) < 1e-4
 
 
+def test_a_classifier_evaluated_with_test_flip_exports_the_mirror_average(tmp_path):
+    """The graph averages the pair's and its mirror image's probabilities, as forward_batch does."""
+    from micronbert.infer.api import MicronBert
+
+    folder = make_classifier_dir(tmp_path / "m", seed=6, registration="none",
+                                 finetune={"test_flip": True, "test_neighbours": True})
+    res = export_onnx(folder, tmp_path / "m.onnx")
+    assert max(res["max_abs_diff"].values()) < 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert meta["probabilities"].startswith("mean of the pair and its mirror image; evaluated as the mean")
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8)
+    probs = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["probabilities"], {"onset": a, "apex": b})[0]
+    np.testing.assert_allclose(probs, MicronBert.from_pretrained(folder).forward_batch(a, b)["probabilities"],
+                               atol=1e-4)
+
+
 def test_export_refuses_a_backbone_only_folder(tmp_path):
     from micronbert.config import preset
     from micronbert.model.checkpoint import save_model

@@ -111,3 +111,30 @@ def test_video_without_face_exits_cleanly(tiny_dir, tmp_path, capsys):
     table = pd.read_csv(out / "predictions.csv")
     assert len(table) == 0 and "p_surprise" in table.columns
     assert json.loads((out / "predictions.json").read_text())["face_found"] is False
+
+
+def test_predict_averages_in_the_frames_around_the_apex_when_the_classifier_was_evaluated_so(tmp_path,
+                                                                                          face_frames_dir):
+    """A classifier whose recipe has test_neighbours gets the aligned crops just before and after the apex,
+    as evaluation loaded them; its probabilities are then the mean over those pairs (and mirror images)."""
+    from micronbert.infer.api import MicronBert
+    from micronbert.infer.predict import predict_clip
+
+    folder = make_classifier_dir(tmp_path / "m", "tiny", seed=1, finetune={"test_flip": True, "test_neighbours": True})
+    mb = MicronBert.from_pretrained(folder)
+    seen = {}
+    forward = mb.forward_batch
+
+    def spy(onsets, apexes, batch_size=16, neighbours=None, has_neighbour=None):
+        seen.update(onsets=onsets, apexes=apexes, neighbours=neighbours, has=has_neighbour)
+        return forward(onsets, apexes, batch_size, neighbours, has_neighbour)
+
+    mb.forward_batch = spy
+    res = predict_clip(mb, face_frames_dir, onset=2, apex=9)
+    ap = res.clip.numbers.index(9)
+    assert seen["has"].tolist() == [[True, True]]
+    np.testing.assert_array_equal(seen["neighbours"][0, 0], res.crops[ap - 1])
+    np.testing.assert_array_equal(seen["neighbours"][0, 1], res.crops[ap + 1])
+    probs = res.table[[f"p_{c}" for c in CLASSES]].to_numpy()
+    pair_only = forward(seen["onsets"], seen["apexes"])["probabilities"]
+    assert not np.allclose(probs, pair_only, atol=1e-4)  # the neighbours count

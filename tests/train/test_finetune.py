@@ -105,6 +105,51 @@ def test_micronbert_learns_its_training_set_and_is_deterministic(synthetic, clas
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
 
 
+def pair_and_mirror(model, data, neighbours=True):
+    """What a recipe with test_flip and test_neighbours predicts, computed view by view through the plain
+    inference path (registration, for μ-BERT, included): per sample, the mean over the pair, (onset,
+    apex ± 1) where the clip has those frames, and the mirror image of each."""
+    mirror = lambda x: np.ascontiguousarray(x[:, :, ::-1])  # noqa: E731
+    pairs = [(data.apex, np.ones(len(data), bool))]
+    if neighbours and data.neighbours is not None:
+        pairs += [(data.neighbours[:, k], data.has_neighbour[:, k]) for k in range(data.neighbours.shape[1])]
+    total, count = 0, 0
+    for apex, has in pairs:
+        p = predict_pairs(model, data.onset, apex) + predict_pairs(model, mirror(data.onset), mirror(apex))
+        total, count = total + p * has[:, None], count + 2 * has
+    return total / count[:, None]
+
+
+def with_neighbours(data):
+    """The pairs with two neighbouring frames per apex (fake ones: the apex shifted by a pixel, or by two)
+    and the last sample lacking the frame after its apex."""
+    near = np.stack([np.roll(data.apex, 1, axis=2), np.roll(data.apex, 2, axis=1)], 1)
+    has = np.ones((len(data), 2), bool)
+    has[-1, 1] = False
+    return PairData(data.onset, data.apex, near, has)
+
+
+@pytest.mark.parametrize("model_name,frozen", [("micronbert", True), ("micronbert", False), ("flow-cnn", False)])
+def test_prediction_averages_the_pair_its_neighbours_and_their_mirror_images(synthetic, classes3, model_name,
+                                                                            frozen):
+    """The recipe's prediction views: the frozen cache, the frames (full recipe) and the flow CNN each predict
+    the per-sample mean over exactly the views a sample has; switching both off predicts from the pair."""
+    table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=1)
+    data, labels = with_neighbours(pair_data(table, pairs)), table["label"].to_numpy()
+    idx = np.arange(len(table))
+    for views in (True, False):
+        switch = None if views else False
+        recipe = default_recipe(model_name, frozen, epochs=1, test_flip=switch, test_neighbours=switch)
+        assert recipe.test_flip is views and recipe.test_neighbours is views
+        m = build_method(model_name, classes3, recipe, preset_name="test", size=32)
+        m.prepare(data)
+        assert len(m.view_weights) == (5 if views else 0)
+        model, _ = m.fit(idx, labels, seed=0)
+        want = pair_and_mirror(model, data) if views else predict_pairs(model, data.onset, data.apex)
+        np.testing.assert_allclose(m.predict(model, idx), want, atol=1e-5)
+        np.testing.assert_allclose(m.predict(model, idx[-2:]), want[-2:], atol=1e-5)  # any subset of samples
+
+
 @pytest.mark.parametrize("compare", ["tokens", "residual"])
 def test_frozen_encoder_caches_views_and_trains_only_its_last_block_and_the_rest(synthetic, classes3, compare):
     table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=2)
@@ -124,10 +169,13 @@ def test_frozen_encoder_caches_views_and_trains_only_its_last_block_and_the_rest
     assert all(torch.equal(v, init[f"encoder.{k}"]) for k, v in enc.state_dict().items()
                if f"encoder.{k}" in init and not k.startswith((last, "norm.")))
     assert not torch.equal(enc.state_dict()[last + "mlp.fc1.weight"], init[f"encoder.{last}mlp.fc1.weight"])
-    # predictions from the cache equal a full forward pass through the frozen encoder
+    # predictions from the cache equal full forward passes through the frozen encoder: the recipe's
+    # test_flip averages the pair's and its mirror image's (cached apart, never trained on)
+    assert m.recipe.test_flip and len(m.view_tokens) == 1  # the pairs have no neighbouring frames here
+    assert all(t.shape == (1, len(table), 1 + 16, 32) for t in m.view_tokens[0])
     cached = m.predict(model, np.arange(len(table)))
-    direct = predict_pairs(model, data.onset, data.apex)
-    np.testing.assert_allclose(cached, direct, atol=1e-5)
+    np.testing.assert_allclose(cached, pair_and_mirror(model, data), atol=1e-5)
+    assert not np.allclose(cached, predict_pairs(model, data.onset, data.apex), atol=1e-4)
 
 
 def test_frozen_encoder_caches_the_frames_read_for_direction_at_their_own_depth(synthetic, classes3):
@@ -142,8 +190,7 @@ def test_frozen_encoder_caches_the_frames_read_for_direction_at_their_own_depth(
     m.prepare(data)
     assert m.cached_depths == [2, 2, 1, 1, 1, 1, 1] and len(m.tokens) == 7
     model, _ = m.fit(np.arange(len(table)), labels, seed=0)
-    np.testing.assert_allclose(m.predict(model, np.arange(len(table))),
-                               predict_pairs(model, data.onset, data.apex), atol=1e-5)
+    np.testing.assert_allclose(m.predict(model, np.arange(len(table))), pair_and_mirror(model, data), atol=1e-5)
 
 
 def test_classifier_folder_round_trip(tmp_path, synthetic, classes3):
@@ -161,8 +208,8 @@ def test_classifier_folder_round_trip(tmp_path, synthetic, classes3):
         assert "epochs" in cfg["finetune"] and (out / "model.safetensors").is_file()
         loaded, classes, _ = load_classifier(out)
         assert classes == classes3
-        np.testing.assert_allclose(predict_pairs(loaded, data.onset, data.apex),
-                                   method.predict(model, np.arange(len(table))), atol=1e-5)
+        np.testing.assert_allclose(pair_and_mirror(loaded, data), method.predict(model, np.arange(len(table))),
+                                   atol=1e-5)
     assert json.loads((tmp_path / "no-dma" / "config.json").read_text())["model"]["use_dma"] is False
 
 
