@@ -46,7 +46,6 @@ class MicronBertMethod(TrainedMethod):
         self.cached_depths: list[int] = []  # how many blocks each cached frame went through
         self.view_data: list[PairData] = []  # the prediction views' pairs, registered (recipe.test_flip/neighbours)
         self.view_weights: list[np.ndarray] = []  # which samples have each view
-        self.view_tokens: list[tuple[torch.Tensor, ...]] = []  # their frozen-encoder cache
 
     @property
     def input_size(self) -> int:
@@ -80,8 +79,9 @@ class MicronBertMethod(TrainedMethod):
         """Keep the (registered) frames; with a frozen encoder, run its frozen part once per sample, view
         (the clean pair, then `cached_views` paired-augmented ones) and frame of `pair_frames` (the shifted
         apexes are shifted after augmentation, as at inference), reused by every fold. The recipe's
-        prediction views (test_flip, test_neighbours: `PairData.prediction_views`) are registered and
-        encoded as any pair would be, for prediction only: training never samples them."""
+        prediction views (test_flip, test_neighbours: `PairData.prediction_views`) are registered here and
+        go through the whole model at prediction (in LOSO each sample is predicted once, so caching them
+        would save nothing and double the cache); training never sees them."""
         if data.size != self.cfg.img_size:
             raise MicronbertError(f"faces are {data.size} px but the model expects {self.cfg.img_size} px "
                                   f"(preset/--init and the cache disagree)")
@@ -97,7 +97,6 @@ class MicronBertMethod(TrainedMethod):
             # frozen blocks or fewer (a frame that directional DMA reads earlier)
             self.cached_depths = [min(d, self.first_trained_block) for d in model.frame_depths]
             self.tokens = self._encode(model, self.data, n_views, torch.Generator().manual_seed(seed + 7919))
-            self.view_tokens = [self._encode(model, v, 1, None) for v in self.view_data]
 
     def _registered(self, data: PairData) -> PairData:
         if self.cfg.registration == "none":
@@ -127,8 +126,7 @@ class MicronBertMethod(TrainedMethod):
     def batch_logits(self, model, view: int = 0) -> BatchLogits:
         """Logits of samples `idx`: view 0 their pairs (training: a random cached view), view v > 0 their
         prediction view v (prediction only)."""
-        tokens, data = ((self.tokens, self.data) if view == 0 else
-                        (self.view_tokens[view - 1] if self.view_tokens else None, self.view_data[view - 1]))
+        tokens, data = (self.tokens, self.data) if view == 0 else (None, self.view_data[view - 1])
 
         def fn(idx: np.ndarray, train: bool, gen):
             if tokens is not None:

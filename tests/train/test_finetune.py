@@ -171,8 +171,7 @@ def test_frozen_encoder_caches_views_and_trains_only_its_last_block_and_the_rest
     assert not torch.equal(enc.state_dict()[last + "mlp.fc1.weight"], init[f"encoder.{last}mlp.fc1.weight"])
     # predictions from the cache equal full forward passes through the frozen encoder: the recipe's
     # test_flip averages the pair's and its mirror image's (cached apart, never trained on)
-    assert m.recipe.test_flip and len(m.view_tokens) == 1  # the pairs have no neighbouring frames here
-    assert all(t.shape == (1, len(table), 1 + 16, 32) for t in m.view_tokens[0])
+    assert m.recipe.test_flip and len(m.view_data) == 1  # the pairs have no neighbouring frames here
     cached = m.predict(model, np.arange(len(table)))
     np.testing.assert_allclose(cached, pair_and_mirror(model, data), atol=1e-5)
     assert not np.allclose(cached, predict_pairs(model, data.onset, data.apex), atol=1e-4)
