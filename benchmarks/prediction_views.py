@@ -38,14 +38,16 @@ VARIANTS = ("clean", "flip", "temporal", "temporal+flip", "augment")
 OWN = {(False, False): "clean", (True, False): "flip", (False, True): "temporal", (True, True): "temporal+flip"}
 
 
-def neighbour_frame(sample, step: int) -> np.ndarray | None:
-    """The aligned frame just before (step -1) or after (+1) the apex, where the clip has it
-    (train.pairdata.apex_neighbours, as evaluation loads it); else None."""
-    from micronbert.train.pairdata import apex_neighbours
+def cached_pairs(samples: list):
+    """PairData of cached samples (faces.cache.CachedSample) with the apex's neighbouring frames, as
+    evaluation loads them (train.pairdata.apex_neighbours; a missing one holds the apex, weight 0)."""
+    from micronbert.train.pairdata import PairData, apex_neighbours
 
-    m = sample.meta
-    n = apex_neighbours(sample.frame_numbers, int(m["onset"]), int(m["apex"]), int(m["offset"]))[(step + 1) // 2]
-    return None if n is None else sample.frame(n)
+    near = [apex_neighbours(s.frame_numbers, int(s.meta["onset"]), int(s.meta["apex"]), int(s.meta["offset"]))
+            for s in samples]
+    return PairData(np.stack([s.onset for s in samples]), np.stack([s.apex for s in samples]),
+                    np.stack([[s.apex if n is None else s.frame(n) for n in ns] for s, ns in zip(samples, near)]),
+                    np.array([[n is not None for n in ns] for ns in near]))
 
 
 def augmented_probs(model, onset: np.ndarray, apex: np.ndarray, recipe: dict, views: int, seed: int) -> list:
@@ -73,33 +75,30 @@ def augmented_probs(model, onset: np.ndarray, apex: np.ndarray, recipe: dict, vi
 
 def view_probs(model, samples: list, recipe: dict, views: int, seed: int) -> tuple[dict, int]:
     """({variant: (B, C) class probabilities averaged over its views}, neighbour frames missing) for cached
-    samples (faces.cache.CachedSample) and one trained classifier."""
+    samples and one trained classifier. The views are evaluation's own (PairData.prediction_views: the
+    pair, apex - 1, apex + 1, then the mirror image of each); each is predicted once and every variant
+    averages a subset of them."""
     from micronbert.model.classifier import predict_pairs
 
-    onset = np.stack([s.onset for s in samples])
-    apex = np.stack([s.apex for s in samples])
-    mirror = lambda x: np.ascontiguousarray(x[:, :, ::-1])  # noqa: E731
-    clean = predict_pairs(model, onset, apex)
-    flipped = predict_pairs(model, mirror(onset), mirror(apex))
-    temporal, temporal_flip = [clean], [clean, flipped]
-    count, missing = np.ones(len(samples)), 0
-    for step in (-1, 1):
-        found = [neighbour_frame(s, step) for s in samples]
-        have = np.array([f is not None for f in found])
-        missing += int((~have).sum())
-        if have.any():
-            nb = np.stack([f for f in found if f is not None])
-            p, pf = np.zeros_like(clean), np.zeros_like(clean)
-            p[have] = predict_pairs(model, onset[have], nb)
-            pf[have] = predict_pairs(model, mirror(onset[have]), mirror(nb))
-            temporal.append(p)
-            temporal_flip += [p, pf]
-            count += have
-    out = {"clean": clean, "flip": (clean + flipped) / 2, "temporal": sum(temporal) / count[:, None],
-           "temporal+flip": sum(temporal_flip) / (2 * count[:, None])}
+    data = cached_pairs(samples)
+    pairs = data.prediction_views(flip=True, neighbours=True)
+    weights = [w for _, w in pairs]
+    probs = [predict_pairs(model, data.onset, data.apex)]
+    for v, w in pairs[1:]:  # zeros where a sample lacks the view (weight 0)
+        p = np.zeros_like(probs[0])
+        if w.any():
+            p[w] = predict_pairs(model, v.onset[w], v.apex[w])
+        probs.append(p)
+
+    def mean(chosen):
+        return sum(probs[i] for i in chosen) / sum(weights[i] for i in chosen)[:, None]
+
+    out = {"clean": probs[0], "flip": mean([0, 3]), "temporal": mean([0, 1, 2]),
+           "temporal+flip": mean(range(6))}
     if getattr(model, "model_type", "micronbert") == "micronbert":
-        out["augment"] = (clean + sum(augmented_probs(model, onset, apex, recipe, views, seed))) / (1 + views)
-    return out, missing
+        out["augment"] = (probs[0] + sum(augmented_probs(model, data.onset, data.apex, recipe, views, seed))) \
+            / (1 + views)
+    return out, int((~data.has_neighbour).sum())
 
 
 def score_run(run: Path, views: int) -> dict:
