@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, git_commit, machine  # noqa: E402
+from _common import emit, git_commit, hull_patch_share, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
 METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "with-fdma", "early-direction",
@@ -248,7 +248,6 @@ def probe(weights: str | None, n: int = 64) -> dict:
 
 def _poi_stats(model) -> dict:
     """PoI saliency on aligned real faces: mass inside the 68-landmark hull, effective patches."""
-    import cv2
     import numpy as np
     import torch
 
@@ -258,7 +257,6 @@ def _poi_stats(model) -> dict:
     from micronbert.model.poi import poi_saliency
 
     size, patch = model.cfg.img_size, model.cfg.patch_size
-    g = size // patch
     aligner = FaceAligner(size=size)
     imgs, masks = [], []
     for img in face_photos().values():
@@ -266,10 +264,7 @@ def _poi_stats(model) -> dict:
             face = aligner.align_image(img)
         except Exception:  # a photo without a usable face is skipped
             continue
-        hull = cv2.convexHull(face.landmarks_aligned.astype(np.float32)).astype(np.int32)
-        mask = np.zeros((size, size), np.uint8)
-        cv2.fillConvexPoly(mask, hull, 1)
-        masks.append(mask.reshape(g, patch, g, patch).mean(axis=(1, 3)).reshape(-1))
+        masks.append(hull_patch_share(face.landmarks_aligned, size, patch))
         imgs.append(face.image)
     masks = np.stack(masks)
     with torch.no_grad():
