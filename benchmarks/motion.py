@@ -19,6 +19,8 @@ for every method below and every --seeds entry:
     early-direction  directional DMA read after the first encoder block instead of the last (about 2× faster
                      with the frozen recipe; not an ablation)
     no-pretrain      random encoder
+    disjoint-pretrain  ours on an encoder pretrained on frames this benchmark does not hold (--disjoint-init,
+                     e.g. a development copy's pretrained_ours): not transductive; run only when given
     paper            the paper's formulation, on the paper-pretrained encoder
     flow-cnn         the optical-flow baseline (its own recipe)
     shuffled         ours on labels permuted within each layout among the samples MEGC2019 keeps (the same
@@ -56,7 +58,7 @@ from _common import emit, git_commit, hull_patch_share, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
 METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "with-fdma", "early-direction",
-           "no-pretrain", "paper", "flow-cnn", "shuffled")
+           "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn", "shuffled")
 
 
 def main() -> None:
@@ -85,11 +87,18 @@ def main() -> None:
     p.add_argument("--keep-fold-models", action="store_true",
                    help="keep every fold's trained classifier (evaluate --keep-fold-models), in runs named "
                         "<method>-seed<seed>-kept, so benchmarks/prediction_views.py can score them again")
+    p.add_argument("--disjoint-init", default=None,
+                   help="the disjoint-pretrain row's encoder: a pretrained folder made from other clips' frames "
+                        "(e.g. `--data-seed 200`'s pretrained_ours); without it that row is skipped")
     p.add_argument("--probe", action="store_true", help="measure the change signals and PoI only (see above)")
     p.add_argument("--probe-weights", default=None, help="--probe: a pretrained folder (default: init, seeds 0-2)")
     p.add_argument("--overlap-only", action="store_true",
                    help="only the change-map overlap with the synthetic actions on an existing --work folder")
     args = p.parse_args()
+    if "disjoint-pretrain" in args.methods and not args.disjoint_init:
+        if args.methods != list(METHODS):
+            p.error("--methods disjoint-pretrain needs --disjoint-init (an encoder pretrained on other frames)")
+        args.methods.remove("disjoint-pretrain")
     if args.probe:
         emit(probe(args.probe_weights))
         return
@@ -145,21 +154,8 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             res = work / "runs" / f"{method}-seed{seed}{'-kept' if args.keep_fold_models else ''}"
-            argv = ["evaluate", "--samples", *(shuffled if method == "shuffled" else samples), "--protocol",
-                    "megc2019", "--cache", str(cache), "--seed", str(seed), "--out", str(res)]
-            if args.threads:
-                argv += ["--threads", str(args.threads)]
-            if args.shard:
-                argv += ["--shard", args.shard]
-            if args.keep_fold_models:
-                argv += ["--keep-fold-models"]
-            if method == "flow-cnn":
-                argv += ["--model", "flow-cnn"]
-            else:
-                argv += ["--model", "micronbert" if method == "shuffled" else method, "--freeze-encoder",
-                         "--epochs", str(args.epochs)]
-                if method != "no-pretrain" and inits:
-                    argv += ["--init", str(inits["paper" if method == "paper" else "ours"])]
+            argv = evaluate_argv(method, seed, args, shuffled if method == "shuffled" else samples, cache, res,
+                                 inits)
             t = time.time()
             if not (res / "metrics.json").is_file():
                 _run(cli, argv)
@@ -184,11 +180,33 @@ def main() -> None:
                       "epochs": args.epochs, "seeds": args.seeds, "shard": args.shard, "shard_folds": folds,
                       "pretrain_steps": args.pretrain_steps,
                       "pretrain_batch": args.pretrain_batch,
-                      "pretrain_frames": ("none: random encoder (seeded) for every μ-BERT row" if not inits else
-                                          "transductive: every clip of the benchmark, labels unused")},
+                      "pretrain_frames": ("none: random encoder (seeded) for every μ-BERT row" if args.pretrain_steps == 0 else
+                                          "transductive: every clip of the benchmark, labels unused"),
+                      "disjoint_init": args.disjoint_init},
           "chance_uf1": "≈ 1/3 (3 classes; the shuffled row is the measured chance)",
           "seconds": {"data": round(data_s, 1), "pretrain": pre_s}, "results": results,
           "change_overlap": change_overlap(work, inits.get("ours"))})
+
+
+def evaluate_argv(method: str, seed: int, args, samples: list[str], cache: Path, out: Path, inits: dict) -> list[str]:
+    """The `micronbert evaluate` command line of one row and seed (inits: "ours"/"paper" -> pretrained folder)."""
+    argv = ["evaluate", "--samples", *samples, "--protocol", "megc2019", "--cache", str(cache), "--seed", str(seed),
+            "--out", str(out)]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.shard:
+        argv += ["--shard", args.shard]
+    if args.keep_fold_models:
+        argv += ["--keep-fold-models"]
+    if method == "flow-cnn":
+        return argv + ["--model", "flow-cnn"]
+    argv += ["--model", "micronbert" if method in ("shuffled", "disjoint-pretrain") else method, "--freeze-encoder",
+             "--epochs", str(args.epochs)]
+    if method == "disjoint-pretrain":
+        argv += ["--init", str(args.disjoint_init)]
+    elif method != "no-pretrain" and inits:
+        argv += ["--init", str(inits["paper" if method == "paper" else "ours"])]
+    return argv
 
 
 def probe(weights: str | None, n: int = 64) -> dict:

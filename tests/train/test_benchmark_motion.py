@@ -62,3 +62,24 @@ def test_the_probes_contextual_attention_is_the_blocks_own():
     mixed = torch.einsum("bhn,bnhc->bhc", weights, v).reshape(b, d)
     with torch.no_grad():
         assert torch.allclose(block.attn.proj(mixed), block.attn(x)[:, 0], atol=1e-5)
+
+
+def test_each_rows_evaluate_command_uses_its_own_encoder(tmp_path):
+    args = motion.argparse.Namespace(threads=1, shard="0/4", keep_fold_models=True, epochs=30,
+                                     disjoint_init=str(tmp_path / "other_pretrained"))
+    inits = {"ours": tmp_path / "pretrained_ours", "paper": tmp_path / "pretrained_paper"}
+
+    def argv(method):
+        a = motion.evaluate_argv(method, 1, args, ["s.csv"], tmp_path / "cache", tmp_path / "out", inits)
+        init = a[a.index("--init") + 1] if "--init" in a else None
+        return a[a.index("--model") + 1], init, a
+
+    assert argv("micronbert")[:2] == ("micronbert", str(inits["ours"]))
+    assert argv("paper")[:2] == ("paper", str(inits["paper"]))
+    assert argv("no-pretrain")[:2] == ("no-pretrain", None)
+    # not transductive: the same model as micronbert, on the encoder pretrained on other frames
+    assert argv("disjoint-pretrain")[:2] == ("micronbert", args.disjoint_init)
+    assert argv("shuffled")[:2] == ("micronbert", str(inits["ours"]))
+    model, init, full = argv("flow-cnn")
+    assert (model, init) == ("flow-cnn", None) and "--freeze-encoder" not in full
+    assert full[full.index("--shard") + 1] == "0/4" and "--keep-fold-models" in full
