@@ -59,6 +59,9 @@ def crop_landmarks(work: Path, keys: list[str], size: int) -> np.ndarray:
     for key in keys:
         dataset, sample_id = key.split("/", 1)
         s = cache.load(dataset, sample_id)
+        if not (np.isfinite(s.landmarks).all() and np.isfinite(s.transform).all()):
+            raise SystemExit(f"{cache.path(dataset, sample_id)}: no landmarks in the face cache (no face found "
+                             "by prepare, or an already-cropped clip); this probe needs them for every clip")
         lm = s.landmarks @ s.transform[:, :2].T + s.transform[:, 2]
         out.append(lm * size / s.frames.shape[1])
     return np.stack(out)

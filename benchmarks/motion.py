@@ -180,8 +180,9 @@ def main() -> None:
                       "epochs": args.epochs, "seeds": args.seeds, "shard": args.shard, "shard_folds": folds,
                       "pretrain_steps": args.pretrain_steps,
                       "pretrain_batch": args.pretrain_batch,
-                      "pretrain_frames": ("none: random encoder (seeded) for every μ-BERT row" if args.pretrain_steps == 0 else
-                                          "transductive: every clip of the benchmark, labels unused"),
+                      "pretrain_frames": ("transductive: every clip of the benchmark, labels unused" if inits else
+                                          "none: random encoder (seeded) for every μ-BERT row"
+                                          if args.pretrain_steps == 0 else "no row here used this benchmark's"),
                       "disjoint_init": args.disjoint_init},
           "chance_uf1": "≈ 1/3 (3 classes; the shuffled row is the measured chance)",
           "seconds": {"data": round(data_s, 1), "pretrain": pre_s}, "results": results,

@@ -5,6 +5,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
@@ -67,3 +68,10 @@ def test_grid_inputs_are_what_the_grid_head_gates():
     torch.testing.assert_close(sal, micro["poi_map"])
     torch.testing.assert_close(delta, (micro["tokens_second"] - micro["tokens_first"])
                                * (1 - micro["dma_map"]).unsqueeze(-1))
+
+
+def test_a_clip_without_landmarks_is_named_not_a_geometry_error(tmp_path):
+    cache = FaceCache(tmp_path / "cache")
+    cache.save("casme2", "sub01/c0", np.zeros((2, 64, 64, 3), np.uint8), [10, 14])  # no landmarks: NaN
+    with pytest.raises(SystemExit, match=r"sub01%2Fc0\.npz: no landmarks"):
+        fmp.crop_landmarks(tmp_path, ["casme2/sub01/c0"], 32)
