@@ -25,7 +25,10 @@ for every method below and every --seeds entry:
     flow-cnn         the optical-flow baseline (its own recipe)
     shuffled         ours on labels permuted within each layout among the samples MEGC2019 keeps (the same
                      samples, each layout's class counts kept): must sit at chance
-Prints one JSON object (mean ± sd of UF1/UAR per method). `--shard k/K` runs a share of the folds and
+`--mode lodo` evaluates leave-one-dataset-out instead (train on two layouts, test on the third, each in
+turn): the cross-dataset question, whether what a model learned carries to a layout with its own frame
+size, colour, face scale and emotion vocabulary (the same eight real people appear in every layout, as
+other subjects). Prints one JSON object (mean ± sd of UF1/UAR per method). `--shard k/K` runs a share of the folds and
 scores every row on the folds all of the call's runs finished (the same samples; a full run in --work
 counts on those folds), e.g. ablation rows beside the full model's run, and counts the predicted classes
 that differ from the first row's (the same UF1 can hide different predictions).
@@ -41,6 +44,7 @@ last block.
     python benchmarks/motion.py          # the full setting: ~30 min per μ-BERT row and seed on 2 idle cores
     python benchmarks/motion.py --subjects 4 --clips 4 --seeds 0 --epochs 10 --pretrain-steps 100   # quick
     python benchmarks/motion.py --seeds 1 --methods micronbert no-dma no-poi --shard 0/6   # ~5 min per row
+    python benchmarks/motion.py --mode lodo --methods micronbert flow-cnn shuffled   # cross-dataset, 3 folds a run
     python benchmarks/motion.py --probe [--probe-weights PRETRAINED_DIR]
 """
 from __future__ import annotations
@@ -83,6 +87,10 @@ def main() -> None:
     p.add_argument("--shard", default=None,
                    help="k/K: run only this share of the LOSO folds (evaluate --shard); every row is then scored "
                         "on the folds all of this call's runs finished (a full run in --work counts on those folds)")
+    p.add_argument("--mode", choices=("loso", "lodo"), default="loso",
+                   help="lodo: leave one dataset (layout) out instead of one subject: train on two layouts, test "
+                        "on the third, each in turn (evaluate --mode lodo); runs are named <method>-lodo-seed<seed> "
+                        "and each row also gets the held-out layouts' own UF1")
     p.add_argument("--work", default=None, help="working folder (default: a temporary one); reused when present")
     p.add_argument("--keep-fold-models", action="store_true",
                    help="keep every fold's trained classifier (evaluate --keep-fold-models), in runs named "
@@ -153,7 +161,7 @@ def main() -> None:
     for method in methods:
         runs = []
         for seed in args.seeds:
-            res = work / "runs" / f"{method}-seed{seed}{'-kept' if args.keep_fold_models else ''}"
+            res = work / "runs" / run_name(method, seed, args)
             argv = evaluate_argv(method, seed, args, shuffled if method == "shuffled" else samples, cache, res,
                                  inits)
             t = time.time()
@@ -164,7 +172,10 @@ def main() -> None:
                 continue
             m = json.loads((res / "metrics.json").read_text())
             runs.append({"seed": seed, "uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"],
-                         "n_samples": m["n_samples"], "n_folds": m["n_folds"], "seconds": round(time.time() - t, 1)})
+                         "n_samples": m["n_samples"], "n_folds": m["n_folds"], "samples_sha256": m.get("samples_sha256"),
+                         "seconds": round(time.time() - t, 1)})
+            if args.mode == "lodo":  # each layout's UF1 when the model never saw it
+                runs[-1]["held_out_uf1"] = {ds: d["uf1"] for ds, d in m["per_dataset"].items()}
             print(f"{method} seed {seed}: UF1 {m['uf1']:.3f} UAR {m['uar']:.3f} ({time.time() - t:.0f} s)",
                   file=sys.stderr)
         results[method] = {"runs": runs}
@@ -172,10 +183,13 @@ def main() -> None:
     for res in results.values():
         res.update({f"{k}_{s}": round(f(r[k] for r in res["runs"]), 4) for k in ("uf1", "uar")
                     for s, f in (("mean", statistics.mean), ("sd", _sd))})
+        if all("held_out_uf1" in r for r in res["runs"]):
+            res["held_out_uf1_mean"] = {ds: round(statistics.mean(r["held_out_uf1"][ds] for r in res["runs"]), 4)
+                                        for ds in res["runs"][0]["held_out_uf1"]}
     emit({"benchmark": "motion", "commit": commit, "machine": machine(), "work": str(work),
           "setting": {"layouts": list(FORMATS), "subjects_per_layout": args.subjects, "clips_per_subject": args.clips,
                       "frames": args.frames, "data_seed": args.data_seed, "amplitude_px224": args.amplitude, "distractions": True,
-                      "face_px": 112, "protocol": "megc2019", "mubert_recipe": "frozen (CPU): 4 cached views, last block, at most 160 steps",
+                      "face_px": 112, "protocol": "megc2019", "mode": args.mode, "mubert_recipe": "frozen (CPU): 4 cached views, last block, at most 160 steps",
                       "threads": args.threads or "torch default",
                       "epochs": args.epochs, "seeds": args.seeds, "shard": args.shard, "shard_folds": folds,
                       "pretrain_steps": args.pretrain_steps,
@@ -189,10 +203,18 @@ def main() -> None:
           "change_overlap": change_overlap(work, inits.get("ours"))})
 
 
+def run_name(method: str, seed: int, args) -> str:
+    """The run folder of one row and seed under W/runs (LOSO names are those of every earlier run)."""
+    mode = "" if getattr(args, "mode", "loso") == "loso" else f"-{args.mode}"
+    return f"{method}{mode}-seed{seed}{'-kept' if args.keep_fold_models else ''}"
+
+
 def evaluate_argv(method: str, seed: int, args, samples: list[str], cache: Path, out: Path, inits: dict) -> list[str]:
     """The `micronbert evaluate` command line of one row and seed (inits: "ours"/"paper" -> pretrained folder)."""
     argv = ["evaluate", "--samples", *samples, "--protocol", "megc2019", "--cache", str(cache), "--seed", str(seed),
             "--out", str(out)]
+    if getattr(args, "mode", "loso") != "loso":
+        argv += ["--mode", args.mode]
     if args.threads:
         argv += ["--threads", str(args.threads)]
     if args.shard:

@@ -83,3 +83,20 @@ def test_each_rows_evaluate_command_uses_its_own_encoder(tmp_path):
     model, init, full = argv("flow-cnn")
     assert (model, init) == ("flow-cnn", None) and "--freeze-encoder" not in full
     assert full[full.index("--shard") + 1] == "0/4" and "--keep-fold-models" in full
+
+
+def test_lodo_rows_ask_evaluate_for_lodo_in_their_own_run_folders(tmp_path):
+    loso = motion.argparse.Namespace(threads=None, shard=None, keep_fold_models=False, epochs=30, disjoint_init=None,
+                                     mode="loso")
+    lodo = motion.argparse.Namespace(**{**vars(loso), "mode": "lodo"})
+    inits = {"ours": tmp_path / "pretrained_ours"}
+    for method in ("micronbert", "flow-cnn"):
+        a = motion.evaluate_argv(method, 0, lodo, ["s.csv"], tmp_path / "cache", tmp_path / "out", inits)
+        assert a[a.index("--mode") + 1] == "lodo"
+        assert "--mode" not in motion.evaluate_argv(method, 0, loso, ["s.csv"], tmp_path / "cache", tmp_path / "out",
+                                                    inits)
+    # LOSO runs keep the names every earlier run was written under, so they resume; LODO ones never collide
+    assert motion.run_name("micronbert", 2, loso) == "micronbert-seed2"
+    assert motion.run_name("micronbert", 2, lodo) == "micronbert-lodo-seed2"
+    kept = motion.argparse.Namespace(**{**vars(loso), "keep_fold_models": True})
+    assert motion.run_name("no-poi", 0, kept) == "no-poi-seed0-kept"
