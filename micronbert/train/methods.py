@@ -46,6 +46,7 @@ class MicronBertMethod(TrainedMethod):
         self.cached_depths: list[int] = []  # how many blocks each cached frame went through
         self.view_data: list[PairData] = []  # the prediction views' pairs, registered (recipe.test_flip/neighbours)
         self.view_weights: list[np.ndarray] = []  # which samples have each view
+        self.random_backbone: dict[str, torch.Tensor] | None = None  # without init_state: drawn once by prepare
 
     @property
     def input_size(self) -> int:
@@ -57,6 +58,8 @@ class MicronBertMethod(TrainedMethod):
 
     def build(self) -> nn.Module:
         model = MicronBertClassifier(self.cfg, len(self.classes), self.recipe.dropout)
+        if self.init_state is None and self.random_backbone is not None:
+            model.backbone.load_state_dict(self.random_backbone)
         if self.init_state is not None:
             missing = model.load_backbone(self.init_state)
             enc_missing = [k for k in missing if k.startswith("encoder.")]
@@ -85,12 +88,17 @@ class MicronBertMethod(TrainedMethod):
         if data.size != self.cfg.img_size:
             raise MicronbertError(f"faces are {data.size} px but the model expects {self.cfg.img_size} px "
                                   f"(preset/--init and the cache disagree)")
+        if self.init_state is None:
+            # A random encoder (no-pretrain) is drawn once per evaluation, here: the frozen cache, every fold's
+            # model (each fit seeds its own draw) and the saved classifiers must all hold the same one.
+            torch.manual_seed(seed)
+            backbone = MicronBertClassifier(self.cfg, len(self.classes), self.recipe.dropout).backbone
+            self.random_backbone = {k: v.clone() for k, v in backbone.state_dict().items()}
         self.data = self._registered(data)
         views = data.prediction_views(self.recipe.test_flip, self.recipe.test_neighbours)[1:]
         self.view_data = [self._registered(v) for v, _ in views]
         self.view_weights = [w for _, w in views]
         if self.recipe.freeze_encoder:
-            torch.manual_seed(seed)  # only matters for a random (no-pretrain) frozen encoder
             model = self.build().eval()
             n_views = 1 + (self.recipe.cached_views if self.recipe.augment else 0)
             # per frame of pair_frames (onset, apex, shifted apexes, ...): one (V, N, 1+P, D) block, after the

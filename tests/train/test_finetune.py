@@ -192,6 +192,25 @@ def test_frozen_encoder_caches_the_frames_read_for_direction_at_their_own_depth(
     np.testing.assert_allclose(m.predict(model, np.arange(len(table))), pair_and_mirror(model, data), atol=1e-5)
 
 
+def test_a_random_frozen_encoder_is_the_same_in_the_cache_and_every_folds_model(synthetic, classes3):
+    """no-pretrain with the frozen recipe: the evaluation's seed draws one random encoder; a fold that trains
+    under its own seed must still hold that encoder, or its prediction views and its saved classifier would
+    run through another one than the cached tokens it was trained on."""
+    table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=2)
+    data, labels = pair_data(table, pairs), table["label"].to_numpy()
+    idx = np.arange(len(table))
+    m = build_method("no-pretrain", classes3, default_recipe("no-pretrain", True, epochs=1), preset_name="test",
+                     size=32)
+    m.prepare(data, seed=0)
+    fold_a, _ = m.fit(idx, labels, seed=3)   # LOSO folds train under seed + fold index
+    fold_b, _ = m.fit(idx, labels, seed=4)
+    frozen = [k for k, p in fold_a.backbone.encoder.named_parameters() if not p.requires_grad]
+    enc_a, enc_b = fold_a.backbone.encoder.state_dict(), fold_b.backbone.encoder.state_dict()
+    assert frozen and all(torch.equal(enc_a[k], enc_b[k]) for k in frozen)
+    # the cached path (pair) and the full forward passes (its mirror image, a saved model) agree
+    np.testing.assert_allclose(m.predict(fold_a, idx), pair_and_mirror(fold_a, data), atol=1e-5)
+
+
 def test_classifier_folder_round_trip(tmp_path, synthetic, classes3):
     table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=1)
     data = pair_data(table, pairs)
