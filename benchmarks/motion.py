@@ -196,7 +196,7 @@ def main() -> None:
                       "pretrain_batch": args.pretrain_batch,
                       "pretrain_frames": ("transductive: every clip of the benchmark, labels unused" if inits else
                                           "none: random encoder (seeded) for every μ-BERT row"
-                                          if args.pretrain_steps == 0 else "no row here used this benchmark's"),
+                                          if args.pretrain_steps == 0 else "no row here was pretrained on this benchmark's frames"),
                       "disjoint_init": args.disjoint_init},
           "chance_uf1": "≈ 1/3 (3 classes; the shuffled row is the measured chance)",
           "seconds": {"data": round(data_s, 1), "pretrain": pre_s}, "results": results,
@@ -205,7 +205,7 @@ def main() -> None:
 
 def run_name(method: str, seed: int, args) -> str:
     """The run folder of one row and seed under W/runs (LOSO names are those of every earlier run)."""
-    mode = "" if getattr(args, "mode", "loso") == "loso" else f"-{args.mode}"
+    mode = "" if args.mode == "loso" else f"-{args.mode}"
     return f"{method}{mode}-seed{seed}{'-kept' if args.keep_fold_models else ''}"
 
 
@@ -213,7 +213,7 @@ def evaluate_argv(method: str, seed: int, args, samples: list[str], cache: Path,
     """The `micronbert evaluate` command line of one row and seed (inits: "ours"/"paper" -> pretrained folder)."""
     argv = ["evaluate", "--samples", *samples, "--protocol", "megc2019", "--cache", str(cache), "--seed", str(seed),
             "--out", str(out)]
-    if getattr(args, "mode", "loso") != "loso":
+    if args.mode != "loso":
         argv += ["--mode", args.mode]
     if args.threads:
         argv += ["--threads", str(args.threads)]

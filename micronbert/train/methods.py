@@ -58,13 +58,13 @@ class MicronBertMethod(TrainedMethod):
 
     def build(self) -> nn.Module:
         model = MicronBertClassifier(self.cfg, len(self.classes), self.recipe.dropout)
-        if self.init_state is None and self.random_backbone is not None:
-            model.backbone.load_state_dict(self.random_backbone)
         if self.init_state is not None:
             missing = model.load_backbone(self.init_state)
             enc_missing = [k for k in missing if k.startswith("encoder.")]
             if enc_missing:
                 raise MicronbertError(f"the --init weights lack encoder keys {enc_missing[:3]}")
+        elif self.random_backbone is not None:
+            model.backbone.load_state_dict(self.random_backbone)
         if self.recipe.freeze_encoder:
             encoder = model.backbone.encoder
             for p in encoder.parameters():

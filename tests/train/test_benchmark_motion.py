@@ -65,7 +65,7 @@ def test_the_probes_contextual_attention_is_the_blocks_own():
 
 
 def test_each_rows_evaluate_command_uses_its_own_encoder(tmp_path):
-    args = motion.argparse.Namespace(threads=1, shard="0/4", keep_fold_models=True, epochs=30,
+    args = motion.argparse.Namespace(threads=1, shard="0/4", keep_fold_models=True, epochs=30, mode="loso",
                                      disjoint_init=str(tmp_path / "other_pretrained"))
     inits = {"ours": tmp_path / "pretrained_ours", "paper": tmp_path / "pretrained_paper"}
 
