@@ -8,17 +8,22 @@ every run finished, as benchmarks/common_folds.py scores them) and reports, per 
 e.g. one per seed) and per factor level, how many predictions were made and how many were wrong; and,
 per pair of runs with the same seed, how many samples both got wrong and how many only one did.
 Numeric factors are split at their terciles over the evaluated samples, so every level holds about a
-third of them.
+third of them. Each level also counts its samples per true class, and each method's wrong predictions per
+class predicted (a class-prior shift shows as errors piling into one class). `--within dataset` repeats
+every table inside each level of a categorical factor, e.g. per held-out layout of `--mode lodo` runs.
 
     W=work/folder/of/benchmarks/motion.py
     python benchmarks/error_factors.py --actions $W/casme2/actions.csv $W/samm/actions.csv $W/smic/actions.csv \\
         --group micronbert $W/runs/micronbert-seed1 $W/runs/micronbert-seed2 \\
         --group flow-cnn $W/runs/flow-cnn-seed1 $W/runs/flow-cnn-seed2
+    python benchmarks/error_factors.py --actions ... --within dataset \\
+        --group micronbert $W/runs/micronbert-lodo-seed{0,1,2}-kept --group flow-cnn $W/runs/flow-cnn-lodo-seed{0,1,2}-kept
 Prints one JSON object; a table of the error rates goes to stderr.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -32,7 +37,7 @@ from common_folds import common_predictions  # noqa: E402
 
 from micronbert.train.loso import samples_sha256  # noqa: E402
 
-NUMERIC = ("amplitude_px224", "head_px224", "abs_light_gain", "noise_sigma", "jpeg_quality")
+NUMERIC = ("amplitude_px224", "crop_scale", "head_px224", "abs_light_gain", "noise_sigma", "jpeg_quality")
 CATEGORICAL = ("dataset", "true_class", "regions", "aus", "blink_in_pair", "person")
 
 
@@ -41,6 +46,9 @@ def clip_factors(actions: list[str]) -> pd.DataFrame:
     t = pd.concat([pd.read_csv(a, dtype={"sample_id": str, "subject": str}, keep_default_na=False)
                    for a in actions], ignore_index=True)
     t["abs_light_gain"] = t["light_gain"].astype(float).abs()
+    # the frame -> 224-px crop scale (< 1: the face is shrunk into the crop); from the generator's own transform
+    t["crop_scale"] = [float(np.sqrt(abs(np.linalg.det(np.asarray(json.loads(m), float)[:, :2]))))
+                       for m in t["to_crop"]]
 
     def blink_in_pair(row) -> str:
         """Whether the blink (frames a-b) covers the onset or the apex frame: only then is it in the pair."""
@@ -75,6 +83,7 @@ def main() -> None:
     p.add_argument("--actions", nargs="+", required=True, help="actions.csv files written by `micronbert synth`")
     p.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
                    help="a method's name and its RESULTS folders (one per seed); repeat per method")
+    p.add_argument("--within", choices=CATEGORICAL, help="also every table inside each level of this factor")
     args = p.parse_args()
     groups = {g[0]: [Path(r) for r in g[1:]] for g in args.group}
     if any(not runs for runs in groups.values()):
@@ -92,22 +101,19 @@ def main() -> None:
     for col in (*CATEGORICAL, *NUMERIC):
         values, order[col] = levels(samples[col], col in NUMERIC)
         samples[col] = values.to_numpy()
-    wrong = {}  # run -> Series of bool, indexed by sample key
+    wrong, predicted = {}, {}  # run -> Series indexed by sample key: wrong (bool), the class predicted
     for run, df in preds.items():
-        wrong[run] = pd.Series((df["label"] != df["pred"]).to_numpy(), index=df["dataset"] + "/" + df["sample_id"])
+        index = df["dataset"] + "/" + df["sample_id"]
+        wrong[run] = pd.Series((df["label"] != df["pred"]).to_numpy(), index=index)
+        predicted[run] = pd.Series(df["pred_class"].to_numpy(), index=index)
     out = {"benchmark": "error_factors", "machine": machine(), "n_samples": len(samples),
            "samples_sha256": samples_sha256(samples),
-           "groups": {g: [str(r) for r in runs] for g, runs in groups.items()}, "factors": {}, "pairs": []}
-    for col in (*CATEGORICAL, *NUMERIC):
-        table = {}
-        for level in order[col]:
-            keys = key[samples[col] == level]
-            table[level] = {"n_samples": len(keys)}
-            for g, runs in groups.items():
-                n_wrong = int(sum(wrong[r].loc[keys].sum() for r in runs))
-                table[level][g] = {"wrong": n_wrong, "predictions": len(keys) * len(runs),
-                                   "error_rate": round(n_wrong / (len(keys) * len(runs)), 3)}
-        out["factors"][col] = table
+           "groups": {g: [str(r) for r in runs] for g, runs in groups.items()},
+           "factors": factor_tables(samples, key, order, groups, wrong, predicted), "pairs": []}
+    if args.within:
+        out["within"] = {args.within: {
+            level: factor_tables(samples[inside], key[inside], order, groups, wrong, predicted)
+            for level in order[args.within] for inside in [samples[args.within] == level]}}
     names = list(groups)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -119,13 +125,45 @@ def main() -> None:
                     out["pairs"].append({"seed": seed_of(ra), a: str(ra), b: str(rb),
                                          "both_wrong": int((wa & wb).sum()), f"only_{a}": int((wa & ~wb).sum()),
                                          f"only_{b}": int((~wa & wb).sum())})
-    for col, table in out["factors"].items():
+    print_tables(out["factors"], names)
+    for level, tables in out.get("within", {}).get(args.within, {}).items():
+        print(f"\n=== {args.within} {level} ===", file=sys.stderr)
+        print_tables(tables, names)
+    emit(out)
+
+
+def factor_tables(samples: pd.DataFrame, key: pd.Series, order: dict, groups: dict, wrong: dict,
+                  predicted: dict) -> dict:
+    """Per factor and level (of those present in `samples`): the samples per true class, and per method the
+    wrong predictions over its runs, their rate, and the classes they went to."""
+    tables = {}
+    for col in (*CATEGORICAL, *NUMERIC):
+        table = {}
+        for level in order[col]:
+            at = samples[col] == level
+            if not at.any():
+                continue
+            keys = key[at]
+            table[level] = {"n_samples": len(keys),
+                            "n_by_class": samples.loc[at, "true_class"].value_counts().sort_index().to_dict()}
+            for g, runs in groups.items():
+                n_wrong = int(sum(wrong[r].loc[keys].sum() for r in runs))
+                went_to = pd.concat([predicted[r].loc[keys][wrong[r].loc[keys]] for r in runs]).value_counts()
+                table[level][g] = {"wrong": n_wrong, "predictions": len(keys) * len(runs),
+                                   "error_rate": round(n_wrong / (len(keys) * len(runs)), 3),
+                                   "wrong_as": {str(c): int(n) for c, n in sorted(went_to.items())}}
+        tables[col] = table
+    return tables
+
+
+def print_tables(tables: dict, names: list[str]) -> None:
+    for col, table in tables.items():
         print(f"{col}:", file=sys.stderr)
         for level, row in table.items():
+            classes = " ".join(f"{c}:{n}" for c, n in row["n_by_class"].items())
             rates = "  ".join(f"{g} {row[g]['wrong']}/{row[g]['predictions']} ({row[g]['error_rate']:.3f})"
                               for g in names)
-            print(f"  {level:28s} n={row['n_samples']:<4d} {rates}", file=sys.stderr)
-    emit(out)
+            print(f"  {level:28s} n={row['n_samples']:<4d} [{classes}]  {rates}", file=sys.stderr)
 
 
 if __name__ == "__main__":

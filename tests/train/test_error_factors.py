@@ -1,5 +1,7 @@
-"""benchmarks/error_factors.py: a blink counts only when it covers the onset or the apex frame, errors are
-counted per factor level and method, and same-seed runs are paired into both/only-one wrong."""
+"""benchmarks/error_factors.py: a blink counts only when it covers the onset or the apex frame, the crop scale
+is read from the generator's transform, errors are counted per factor level and method (with the classes the
+wrong predictions went to), `--within` splits every table by one factor, and same-seed runs are paired into
+both/only-one wrong."""
 import json
 import os
 import sys
@@ -9,7 +11,7 @@ import pandas as pd
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import common_folds  # noqa: E402
 import error_factors  # noqa: E402
-from test_common_folds import write_fold  # noqa: E402
+from test_common_folds import CLASSES, write_fold  # noqa: E402
 
 # three clips of one subject: onset 10, apex 14
 ACTIONS = [
@@ -23,7 +25,8 @@ def write_actions(path):
     rows = [{"dataset": "casme2", "subject": "sub01", "clip": a["sample_id"][6:], "distinct_person": True,
              "emotion": "x", "onset": 10, "apex": 14, "offset": 18, "amplitude_px224": 1.0 + i,
              "head_px224": 0.1 * i, "light_gain": -0.01 * i, "noise_sigma": 1.0 + i, "jpeg_quality": 80 + i,
-             "bumps": "[]", "to_crop": "[]", **a} for i, a in enumerate(ACTIONS)]
+             "bumps": "[]", "to_crop": json.dumps([[0.0, -0.5 * (i + 1), 3.0], [0.5 * (i + 1), 0.0, 4.0]]), **a}
+            for i, a in enumerate(ACTIONS)]
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
@@ -34,6 +37,7 @@ def test_clip_factors(tmp_path):
     assert list(t["blink_in_pair"]) == ["in the pair", "between frames", "no blink"]
     assert list(t["person"]) == ["astronaut", "astronaut", "grace_hopper"]  # "~1": another subject, same face
     assert list(t["abs_light_gain"]) == [0.0, 0.01, 0.02]
+    assert list(t["crop_scale"]) == [0.5, 1.0, 1.5]   # sqrt|det| of the 2x2 part: a rotation by 90° scaled
 
 
 def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsys):
@@ -42,7 +46,7 @@ def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsy
     write_fold(a, 0, "sub01", [1, 0, 2], [0, 0, 2])   # c0 wrong
     write_fold(b, 0, "sub01", [1, 0, 2], [0, 1, 2])   # c0 and c1 wrong
     monkeypatch.setattr(sys, "argv", ["error_factors.py", "--actions", str(tmp_path / "actions.csv"),
-                                      "--group", "a", str(a), "--group", "b", str(b)])
+                                      "--group", "a", str(a), "--group", "b", str(b), "--within", "regions"])
     error_factors.main()
     out = json.loads(capsys.readouterr().out)
     assert out["n_samples"] == 3
@@ -50,7 +54,15 @@ def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsy
     lip = out["factors"]["regions"]["lip_corners"]
     assert lip["n_samples"] == 2 and lip["a"]["wrong"] == 1 and lip["b"]["wrong"] == 2
     assert out["factors"]["regions"]["brows"]["b"]["error_rate"] == 0.0
-    assert out["factors"]["aus"]["14"]["b"] == {"wrong": 1, "predictions": 1, "error_rate": 1.0}
+    assert out["factors"]["aus"]["14"]["b"] == {"wrong": 1, "predictions": 1, "error_rate": 1.0,
+                                                "wrong_as": {CLASSES[1]: 1}}
+    assert lip["n_by_class"] == {CLASSES[0]: 1, CLASSES[1]: 1}
+    assert lip["b"]["wrong_as"] == {CLASSES[0]: 1, CLASSES[1]: 1}
+    # within the brows level only c2 is left, so its person table holds grace_hopper alone
+    within = out["within"]["regions"]
+    assert set(within) == {"brows", "lip_corners"}
+    assert list(within["brows"]["person"]) == ["grace_hopper"]
+    assert within["lip_corners"]["person"]["astronaut"]["b"]["wrong"] == 2
     amplitude = out["factors"]["amplitude_px224"]  # 1, 2, 3: one per tercile, low to high
     assert list(amplitude) == ["≤ 1.67", "1.67-2.33", "> 2.33"]
     assert [level["n_samples"] for level in amplitude.values()] == [1, 1, 1]
