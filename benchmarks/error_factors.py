@@ -74,8 +74,8 @@ def levels(values: pd.Series, numeric: bool) -> tuple[pd.Series, list[str]]:
 
 
 def seed_of(run: Path) -> str:
-    m = re.search(r"seed(\d+)$", run.name)
-    return m[1] if m else run.name
+    found = re.findall(r"seed(\d+)", run.name)  # the last one: "micronbert-lodo-seed2-kept" is seed 2
+    return found[-1] if found else run.name
 
 
 def main() -> None:

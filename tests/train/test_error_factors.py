@@ -42,7 +42,7 @@ def test_clip_factors(tmp_path):
 
 def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsys):
     write_actions(tmp_path / "actions.csv")
-    a, b = tmp_path / "a-seed1", tmp_path / "b-seed1"
+    a, b = tmp_path / "a-seed1", tmp_path / "b-lodo-seed1-kept"  # pairs by seed, whatever follows it
     write_fold(a, 0, "sub01", [1, 0, 2], [0, 0, 2])   # c0 wrong
     write_fold(b, 0, "sub01", [1, 0, 2], [0, 1, 2])   # c0 and c1 wrong
     monkeypatch.setattr(sys, "argv", ["error_factors.py", "--actions", str(tmp_path / "actions.csv"),
