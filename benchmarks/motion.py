@@ -23,6 +23,7 @@ for every method below and every --seeds entry:
                      e.g. a development copy's pretrained_ours): not transductive; run only when given
     paper            the paper's formulation, on the paper-pretrained encoder
     flow-cnn         the optical-flow baseline (its own recipe)
+    flow-cnn-registered  the same on pairs whose apex is registered onto the onset first, as μ-BERT's are
     shuffled         ours on labels permuted within each layout among the samples MEGC2019 keeps (the same
                      samples, each layout's class counts kept): must sit at chance
 `--mode lodo` evaluates leave-one-dataset-out instead (train on two layouts, test on the third, each in
@@ -62,7 +63,8 @@ from _common import emit, git_commit, hull_patch_share, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
 METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "with-fdma", "early-direction",
-           "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn", "shuffled")
+           "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn", "flow-cnn-registered",
+           "shuffled")
 
 
 def main() -> None:
@@ -221,8 +223,8 @@ def evaluate_argv(method: str, seed: int, args, samples: list[str], cache: Path,
         argv += ["--shard", args.shard]
     if args.keep_fold_models:
         argv += ["--keep-fold-models"]
-    if method == "flow-cnn":
-        return argv + ["--model", "flow-cnn"]
+    if method.startswith("flow-cnn"):
+        return argv + ["--model", method]
     argv += ["--model", "micronbert" if method in ("shuffled", "disjoint-pretrain") else method, "--freeze-encoder",
              "--epochs", str(args.epochs)]
     if method == "disjoint-pretrain":

@@ -94,6 +94,10 @@ def predict_pairs(model: nn.Module, onset: np.ndarray, apex: np.ndarray, batch_s
     out = []
     for s in range(0, len(onset), batch_size):
         o, a = onset[s:s + batch_size], apex[s:s + batch_size]
+        if getattr(model.cfg, "registration", "none") != "none":  # as the model was trained (PairData.registered)
+            from micronbert.faces.register import register_pairs
+
+            a = register_pairs(o, a, model.cfg.registration)
         if getattr(model, "model_type", "micronbert") == "flow-cnn":
             from micronbert.model.flow_cnn import flow_features
 
@@ -103,10 +107,6 @@ def predict_pairs(model: nn.Module, onset: np.ndarray, apex: np.ndarray, batch_s
         else:
             from micronbert.model.mubert import normalise_images
 
-            if getattr(model.cfg, "registration", "none") != "none":  # as the model was trained (train/methods.py)
-                from micronbert.faces.register import register_pairs
-
-                a = register_pairs(o, a, model.cfg.registration)
             logits = model(normalise_images(to_float(o, device)), normalise_images(to_float(a, device)))
         out.append(torch.softmax(logits.float(), -1).cpu())
     return torch.cat(out).numpy()

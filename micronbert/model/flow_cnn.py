@@ -21,6 +21,7 @@ from torch import nn
 
 from micronbert.config import from_dict
 from micronbert.errors import MicronbertError
+from micronbert.faces.register import METHODS as REGISTRATIONS
 
 
 FLOW_METHODS = ("tvl1", "farneback")
@@ -35,10 +36,15 @@ class FlowConfig:
     input_size: int = 112          # side of the aligned faces the flow is computed on
     channels: tuple[int, int, int] = (3, 5, 8)  # filters of the three streams
     flow: str = DEFAULT_FLOW       # one of FLOW_METHODS
+    # Fine registration of apex onto onset before the flow is computed (faces/register.py): head drift left
+    # in the pair is global flow. "none" keeps the baseline as it was (and reads old classifier folders).
+    registration: str = "none"
 
     def __post_init__(self):
         if self.flow not in FLOW_METHODS:
             raise MicronbertError(f"unknown flow method {self.flow!r}; choose from {', '.join(FLOW_METHODS)}")
+        if self.registration not in REGISTRATIONS:
+            raise MicronbertError(f"registration must be one of {', '.join(REGISTRATIONS)}, not {self.registration!r}")
 
 
 def flow_config_from_saved(data: dict, source: str = "config") -> FlowConfig:

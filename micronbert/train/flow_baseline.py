@@ -41,11 +41,13 @@ class FlowCNNMethod(TrainedMethod):
 
     def prepare(self, data: PairData, seed: int = 0) -> None:
         """Each pair's flow image, and each prediction view's (the recipe's test_flip / test_neighbours:
-        `PairData.prediction_views`; flow computed on the view's own frames, for prediction only)."""
+        `PairData.prediction_views`; flow computed on the view's own frames, for prediction only); each apex
+        registered onto its onset first when the config says so."""
         self.cfg.input_size = data.size
-        self.features = self._flow(data)
+        self.features = self._flow(data.registered(self.cfg.registration))
         views = data.prediction_views(self.recipe.test_flip, self.recipe.test_neighbours)[1:]
-        self.view_features = [self._flow(v, f", prediction view {i}") for i, (v, _) in enumerate(views, 1)]
+        self.view_features = [self._flow(v.registered(self.cfg.registration), f", prediction view {i}")
+                              for i, (v, _) in enumerate(views, 1)]
         self.view_weights = [w for _, w in views]
 
     def _flow(self, data: PairData, what: str = "") -> torch.Tensor:

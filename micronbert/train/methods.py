@@ -94,9 +94,9 @@ class MicronBertMethod(TrainedMethod):
             torch.manual_seed(seed)
             backbone = MicronBertClassifier(self.cfg, len(self.classes), self.recipe.dropout).backbone
             self.random_backbone = {k: v.clone() for k, v in backbone.state_dict().items()}
-        self.data = self._registered(data)
+        self.data = data.registered(self.cfg.registration)
         views = data.prediction_views(self.recipe.test_flip, self.recipe.test_neighbours)[1:]
-        self.view_data = [self._registered(v) for v, _ in views]
+        self.view_data = [v.registered(self.cfg.registration) for v, _ in views]
         self.view_weights = [w for _, w in views]
         if self.recipe.freeze_encoder:
             model = self.build().eval()
@@ -105,13 +105,6 @@ class MicronBertMethod(TrainedMethod):
             # frozen blocks or fewer (a frame that directional DMA reads earlier)
             self.cached_depths = [min(d, self.first_trained_block) for d in model.frame_depths]
             self.tokens = self._encode(model, self.data, n_views, torch.Generator().manual_seed(seed + 7919))
-
-    def _registered(self, data: PairData) -> PairData:
-        if self.cfg.registration == "none":
-            return data
-        from micronbert.faces.register import register_pairs
-
-        return PairData(data.onset, register_pairs(data.onset, data.apex, self.cfg.registration))
 
     @torch.no_grad()
     def _encode(self, model, data: PairData, views: int, gen) -> tuple[torch.Tensor, ...]:
@@ -189,6 +182,9 @@ METHODS: dict[str, MethodSpec] = {
     # the flow baseline with each flow named (flow-cnn uses FlowConfig's default); switches are FlowConfig fields
     "flow-cnn-tvl1": MethodSpec("flow-cnn on TV-L1 flow", "flow", {"flow": "tvl1"}, uses_init=False),
     "flow-cnn-farneback": MethodSpec("flow-cnn on Farnebäck flow", "flow", {"flow": "farneback"}, uses_init=False),
+    "flow-cnn-registered": MethodSpec("flow-cnn on pairs whose apex is first registered onto the onset, as "
+                                      "μ-BERT's are (translation)", "flow", {"registration": "translation"},
+                                      uses_init=False),
 }
 
 

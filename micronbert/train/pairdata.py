@@ -33,6 +33,15 @@ class PairData:
     def size(self) -> int:
         return int(self.onset.shape[1])
 
+    def registered(self, method: str) -> "PairData":
+        """Each apex registered onto its onset (faces/register.py; "none": these pairs as they are). The
+        neighbours are not: a prediction view registers its own pair."""
+        if method == "none":
+            return self
+        from micronbert.faces.register import register_pairs
+
+        return PairData(self.onset, register_pairs(self.onset, self.apex, method), self.neighbours, self.has_neighbour)
+
     def mirrored(self) -> "PairData":
         """Every frame flipped left-right."""
         flip = lambda x, axis: None if x is None else np.ascontiguousarray(np.flip(x, axis))  # noqa: E731

@@ -97,3 +97,40 @@ def test_methods_table_names_each_flow():
                        ("flow-cnn", FlowConfig().flow)):
         m = build_method(name, ["a", "b"], default_recipe(name))
         assert m.cfg.flow == flow and m.describe()["flow"] == flow
+
+
+def test_registered_flow_baseline_removes_head_drift_in_training_and_in_the_saved_classifier(tmp_path):
+    """flow-cnn-registered: a pair whose apex is the onset moved 2 px as a whole (head drift) gives near-zero
+    flow once registered, and about 2 px without; a saved classifier registers at prediction as it trained."""
+    import torch
+
+    from micronbert.model.classifier import load_classifier, predict_pairs, save_classifier
+    from micronbert.train.methods import build_method, default_recipe
+    from micronbert.train.pairdata import PairData
+
+    img = textured(3)
+    drifted = np.roll(img, 2, axis=1)  # the whole face 2 px to the right
+    data = PairData(img[None], drifted[None])
+    u_mid = {}
+    for name in ("flow-cnn", "flow-cnn-registered"):
+        method = build_method(name, ["a", "b", "c"], default_recipe(name))
+        method.prepare(data)
+        u_mid[name] = float(method.features[0, 0, 6:22, 6:22].median()) * SIZE / 28  # u, px at 112
+    assert abs(u_mid["flow-cnn"] - 2.0) < 0.4
+    assert abs(u_mid["flow-cnn-registered"]) < 0.3
+    with pytest.raises(MicronbertError, match="registration must be one of"):
+        FlowConfig(registration="affine")
+
+    torch.manual_seed(0)
+    weights = FlowCNN(FlowConfig(), 3).state_dict()
+    gap = {}  # how far apart the drifted pair's and an unmoved pair's probabilities are, per registration
+    for reg in ("none", "translation"):
+        model = FlowCNN(FlowConfig(registration=reg), 3).eval()
+        model.load_state_dict(weights)  # the same weights for both
+        folder = save_classifier(tmp_path / reg, model, ["a", "b", "c"], "megc2019", {}, aligned=True)
+        loaded, _, config = load_classifier(folder)
+        assert loaded.cfg.registration == reg == config["model"]["registration"]
+        moved, still = predict_pairs(loaded, img[None], drifted[None]), predict_pairs(loaded, img[None], img[None])
+        gap[reg] = np.abs(moved - still).max()
+    # registered, the drifted pair reads (nearly) as no motion at all; np.roll's wrapped edge is all that is left
+    assert gap["translation"] < 1e-3 and gap["none"] > 10 * gap["translation"], gap
