@@ -1,4 +1,4 @@
-"""Where do two methods fail? Error rates of LOSO runs on a synthetic benchmark, split by what the
+"""Where do two methods fail? Error rates of LOSO (or leave-one-layout-out) runs on a synthetic benchmark, split by what the
 generator put in each clip.
 
 `micronbert synth` writes actions.csv beside each dataset: per clip the action units, their facial regions
@@ -9,8 +9,9 @@ e.g. one per seed) and per factor level, how many predictions were made and how 
 per pair of runs with the same seed, how many samples both got wrong and how many only one did.
 Numeric factors are split at their terciles over the evaluated samples, so every level holds about a
 third of them. Each level also counts its samples per true class, and each method's wrong predictions per
-class predicted (a class-prior shift shows as errors piling into one class). `--within dataset` repeats
-every table inside each level of a categorical factor, e.g. per held-out layout of `--mode lodo` runs.
+class predicted (a class-prior shift shows as errors piling into one class). `--within FACTOR` repeats
+every table inside each level of a categorical factor: `--within dataset` on `--mode lodo` runs gives each
+held-out layout its own tables.
 
     W=work/folder/of/benchmarks/motion.py
     python benchmarks/error_factors.py --actions $W/casme2/actions.csv $W/samm/actions.csv $W/smic/actions.csv \\
