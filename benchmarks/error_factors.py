@@ -1,5 +1,5 @@
-"""Where do two methods fail? Error rates of LOSO (or leave-one-layout-out) runs on a synthetic benchmark, split by what the
-generator put in each clip.
+"""Where do two methods fail? Error rates of LOSO (or leave-one-layout-out) runs on a synthetic benchmark,
+split by what the generator put in each clip.
 
 `micronbert synth` writes actions.csv beside each dataset: per clip the action units, their facial regions
 and amplitude, and the distractions (head drift, a blink and when, lighting, noise, JPEG quality, which
