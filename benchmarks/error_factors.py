@@ -127,7 +127,7 @@ def main() -> None:
                                          "both_wrong": int((wa & wb).sum()), f"only_{a}": int((wa & ~wb).sum()),
                                          f"only_{b}": int((~wa & wb).sum())})
     print_tables(out["factors"], names)
-    for level, tables in out.get("within", {}).get(args.within, {}).items():
+    for level, tables in (out["within"][args.within] if args.within else {}).items():
         print(f"\n=== {args.within} {level} ===", file=sys.stderr)
         print_tables(tables, names)
     emit(out)

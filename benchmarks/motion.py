@@ -63,8 +63,7 @@ from _common import emit, git_commit, hull_patch_share, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
 METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "with-fdma", "early-direction",
-           "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn", "flow-cnn-registered",
-           "shuffled")
+           "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn", "flow-cnn-registered", "shuffled")
 
 
 def main() -> None:
