@@ -40,12 +40,21 @@ from micronbert.train.loso import samples_sha256  # noqa: E402
 
 NUMERIC = ("amplitude_px224", "crop_scale", "head_px224", "abs_light_gain", "noise_sigma", "jpeg_quality")
 CATEGORICAL = ("dataset", "true_class", "regions", "aus", "blink_in_pair", "person")
+# the actions.csv columns the factors are made from
+REQUIRED = ("dataset", "sample_id", "person", "regions", "aus", "blink", "onset", "apex", "light_gain", "to_crop",
+            "amplitude_px224", "head_px224", "noise_sigma", "jpeg_quality")
 
 
 def clip_factors(actions: list[str]) -> pd.DataFrame:
     """One row per clip: (dataset, sample_id) and the factors the generator recorded."""
-    t = pd.concat([pd.read_csv(a, dtype={"sample_id": str, "subject": str}, keep_default_na=False)
-                   for a in actions], ignore_index=True)
+    tables = []
+    for a in actions:
+        table = pd.read_csv(a, dtype={"sample_id": str, "subject": str}, keep_default_na=False)
+        missing = [c for c in REQUIRED if c not in table.columns]
+        if missing:
+            raise SystemExit(f"{a}: no column {', '.join(missing)} (an actions.csv of an older `micronbert synth`?)")
+        tables.append(table)
+    t = pd.concat(tables, ignore_index=True)
     t["abs_light_gain"] = t["light_gain"].astype(float).abs()
     # the frame -> 224-px crop scale (< 1: the face is shrunk into the crop); from the generator's own transform
     t["crop_scale"] = [float(np.sqrt(abs(np.linalg.det(np.asarray(json.loads(m), float)[:, :2]))))

@@ -7,6 +7,7 @@ import os
 import sys
 
 import pandas as pd
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import common_folds  # noqa: E402
@@ -68,3 +69,10 @@ def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsy
     assert [level["n_samples"] for level in amplitude.values()] == [1, 1, 1]
     assert [level["a"]["wrong"] for level in amplitude.values()] == [1, 0, 0]
     assert out["pairs"] == [{"seed": "1", "a": str(a), "b": str(b), "both_wrong": 1, "only_a": 0, "only_b": 1}]
+
+
+def test_an_actions_csv_without_a_factor_column_names_the_file(tmp_path):
+    write_actions(tmp_path / "actions.csv")
+    pd.read_csv(tmp_path / "actions.csv").drop(columns=["to_crop"]).to_csv(tmp_path / "old.csv", index=False)
+    with pytest.raises(SystemExit, match=r"old\.csv: no column to_crop"):
+        error_factors.clip_factors([str(tmp_path / "old.csv")])
