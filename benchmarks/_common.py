@@ -144,18 +144,6 @@ def mib(nbytes: int | None) -> float | None:
     return None if nbytes is None else round(nbytes / 2**20, 2)
 
 
-def hull_patch_share(points, size: int, patch: int):
-    """The share of each patch (grid² vector, row-major) inside the convex hull of `points` ((K, 2) x, y in
-    pixels of a size × size crop): the face region of 68 landmarks, for the PoI measurements."""
-    import cv2
-    import numpy as np
-
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(np.asarray(points, np.float32)).astype(np.int32), 1)
-    g = size // patch
-    return mask.reshape(g, patch, g, patch).mean(axis=(1, 3)).reshape(-1)
-
-
 def emit(obj: dict) -> None:
     print(json.dumps(obj, indent=2, default=str))
 

@@ -10,6 +10,8 @@ points mapped into the crop), and see whether a linear read-out gets better. No 
 Gates, per patch (mean 1 is not needed: the ridge standardises each feature):
     none             every patch as it is (what no-PoI gives the head)
     learned PoI      the pretrained encoder's saliency of the apex (what the full model gates with)
+    learned PoI, face / hull prior   the same map times the template's face region (ModelConfig.poi_prior):
+                     what `--model face-poi` / `hull-poi` gate with
     hull             the share of the patch inside the landmarks' convex hull
     hull+forehead    the same hull with the brows raised by the brow-to-eye distance (AU1/2/4 wrinkle
                      above the brows, outside the 68 points)
@@ -27,6 +29,7 @@ Prints one JSON object; a table goes to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -35,19 +38,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import hull_patch_share, machine  # noqa: E402
+from _common import machine  # noqa: E402
 from change_probe import pooled, ridge_loso  # noqa: E402
 from direction_probe import central, changes, composite_pairs  # noqa: E402
 
-BROWS, EYES = slice(17, 27), slice(36, 48)  # iBUG 68-point indices
+from micronbert.faces.template import face_outline, hull_patch_share  # noqa: E402
 
 
 def face_regions(landmarks: np.ndarray, size: int, patch: int) -> dict[str, np.ndarray]:
     """(68, 2) landmarks in crop pixels -> per-patch share inside the hull, and inside it with the forehead."""
-    brows = landmarks[BROWS]
-    up = brows.mean(0) - landmarks[EYES].mean(0)  # from the eyes towards the forehead
     return {"hull": hull_patch_share(landmarks, size, patch),
-            "hull+forehead": hull_patch_share(np.vstack([landmarks, brows + up]), size, patch)}
+            "hull+forehead": hull_patch_share(face_outline(landmarks), size, patch)}
 
 
 def crop_landmarks(work: Path, keys: list[str], size: int) -> np.ndarray:
@@ -99,10 +100,13 @@ def main() -> None:
     masks = {name: torch.as_tensor(np.stack([r[name] for r in regions]), dtype=torch.float32)
              for name in ("hull", "hull+forehead")}
     sal, delta = grid_inputs(state, cfg, onset, apex)
+    # the same weights with the face priors (model/poi.py): the learned map times where alignment puts the face
+    priors = {f"learned PoI, {p} prior": grid_inputs(state, dataclasses.replace(cfg, poi_prior=p), onset, apex)[0]
+              for p in ("face", "hull")}
     c = changes(state, cfg, onset, apex, cfg.dma_shift_px)
     signals = {"map+direction": (torch.cat([c[0].unsqueeze(-1), central(c)], -1), (14, 7)),
                "token change": (delta, (7, 4))}
-    gates = {"none": torch.ones_like(sal), "learned PoI": sal, **masks}
+    gates = {"none": torch.ones_like(sal), "learned PoI": sal, **priors, **masks}
     face = masks["hull+forehead"].mean(0) >= 0.5
     background = (masks["hull+forehead"] == 0).all(0)
 
@@ -128,14 +132,23 @@ def main() -> None:
     score("map+direction", "only face patches", 14, x[:, face.numpy()].reshape(len(y), -1))
     score("map+direction", "only background patches", 14, x[:, background.numpy()].reshape(len(y), -1))
 
-    s = (sal / sal.sum(1, keepdim=True)).numpy()
-    poi = {"temperature": cfg.poi_temperature, "mass_in_hull": round(float((s * masks["hull"].numpy()).sum(1).mean()), 3),
-           "effective_patches": round(float((1 / (s ** 2).sum(1)).mean()), 1)}
+    def spread(saliency):
+        s = (saliency / saliency.sum(1, keepdim=True)).numpy()
+        return {"temperature": cfg.poi_temperature,
+                **{f"mass_in_{k}": round(float((s * m.numpy()).sum(1).mean()), 3) for k, m in masks.items()},
+                "mass_in_hull_min": round(float((s * masks["hull"].numpy()).sum(1).min()), 3),
+                "effective_patches": round(float((1 / (s ** 2).sum(1)).mean()), 1)}
+
+    poi = spread(sal)
+    with_priors = {k: spread(v) for k, v in priors.items()}
+    for k, v in {"learned PoI": poi, **with_priors}.items():
+        print(f"{k:24s} mass in hull {v['mass_in_hull']:.3f} (min {v['mass_in_hull_min']:.3f}), hull+forehead "
+              f"{v['mass_in_hull+forehead']:.3f}, effective patches {v['effective_patches']}", file=sys.stderr)
     print(json.dumps({"benchmark": "face_mask_probe", "machine": machine(), "work": str(args.work),
                       "n_samples": int(len(y)), "lambdas": lambdas,
                       "area_share": {k: round(float(m.mean()), 3) for k, m in masks.items()},
                       "face_patches": int(face.sum()), "background_patches": int(background.sum()),
-                      "learned_poi": poi, "rows": rows}, indent=2))
+                      "learned_poi": poi, "learned_poi_with_priors": with_priors, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

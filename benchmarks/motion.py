@@ -13,6 +13,9 @@ for every method below and every --seeds entry:
     micronbert       ours, pretrained
     no-dma           plain cross-attention instead of DMA (the head never sees the diagonal)
     no-poi           no PoI gating
+    face-poi         PoI saliency confined to where alignment puts the face (template hull + forehead; not
+                     an ablation: the paper's aim for PoI, built in)
+    hull-poi         the same with the 68-point hull alone
     no-registration  apex not registered onto the onset
     no-direction     no directional DMA (the change map's size only, not which way)
     with-fdma        the grid head also takes F_DMA (the head before it was dropped; not an ablation)
@@ -59,11 +62,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, git_commit, hull_patch_share, machine  # noqa: E402
+from _common import emit, git_commit, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
-METHODS = ("micronbert", "no-dma", "no-poi", "no-registration", "no-direction", "with-fdma", "early-direction",
-           "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn", "flow-cnn-registered", "shuffled")
+METHODS = ("micronbert", "no-dma", "no-poi", "face-poi", "hull-poi", "no-registration", "no-direction", "with-fdma",
+           "early-direction", "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn", "flow-cnn-registered", "shuffled")
 
 
 def main() -> None:
@@ -145,8 +148,9 @@ def main() -> None:
         if args.pretrain_steps == 0:
             break
         if not any(m in args.methods for m in (("paper",) if name == "paper" else
-                                               ("micronbert", "no-dma", "no-poi", "no-registration",
-                                                "no-direction", "with-fdma", "early-direction", "shuffled"))):
+                                               ("micronbert", "no-dma", "no-poi", "face-poi", "hull-poi",
+                                                "no-registration", "no-direction", "with-fdma", "early-direction",
+                                                "shuffled"))):
             continue
         out = work / f"pretrained_{name}"
         t = time.time()
@@ -295,6 +299,7 @@ def _poi_stats(model) -> dict:
 
     from micronbert.data.builtin import face_photos
     from micronbert.faces import FaceAligner
+    from micronbert.faces.template import hull_patch_share
     from micronbert.model.mubert import normalise_images
     from micronbert.model.poi import poi_saliency
 

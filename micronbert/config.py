@@ -26,6 +26,8 @@ SELF_NORMALISED_SIGNALS = ("cosine", "distance")
 # Which encoder output DMA's Q and K compare (model/mubert.py): the final, per-token LayerNormed tokens,
 # or the residual stream before that norm.
 DMA_COMPARED = ("tokens", "residual")
+# Where the PoI saliency may look (ModelConfig.poi_prior): nowhere in particular, the face, the 68-point hull.
+POI_PRIORS = ("none", "face", "hull")
 
 
 @dataclass
@@ -67,6 +69,12 @@ class ModelConfig:
     # softmax temperature of the patch-to-context saliency; 0.1 put the weight on ~62 of 196 patches
     # (max/min 180x) without favouring the face (docs/motion.md), 0.5 keeps ~184 of them
     poi_temperature: float = 0.5
+    # A face prior on the saliency (model/poi.py): "none" (the paper: the learned map alone), "face" (the
+    # template's 68-landmark hull with the forehead above the brows, where alignment puts every face) or
+    # "hull" (the 68-point hull alone); patches outside weigh POI_PRIOR_FLOOR. poi_prior_margin is the
+    # crop margin the faces were aligned with (prepare --margin).
+    poi_prior: str = "none"
+    poi_prior_margin: float = 0.15
     proj_dim: int = 256           # mse variant: projector/predictor width
     dino_out_dim: int = 128
     dino_hidden_dim: int = 2048
@@ -108,6 +116,11 @@ class ModelConfig:
             raise MicronbertError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads or self.embed_dim % self.dma_heads:
             raise MicronbertError("embed_dim must be divisible by num_heads and dma_heads")
+        if self.poi_prior not in POI_PRIORS:
+            raise MicronbertError(f"poi_prior must be one of {POI_PRIORS}, not {self.poi_prior!r}")
+        if not 0.0 <= self.poi_prior_margin < 0.45:
+            raise MicronbertError(f"poi_prior_margin is the aligned crop's margin, 0 <= margin < 0.45, "
+                                  f"not {self.poi_prior_margin}")
         if self.poi_variant not in ("mse", "dino"):
             raise MicronbertError(f"poi_variant must be 'mse' or 'dino', not {self.poi_variant!r}")
         if self.dma_signal not in DMA_SIGNALS:

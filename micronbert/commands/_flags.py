@@ -117,7 +117,7 @@ def setup_threads(args):
 def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     """The pretraining flags (model preset and ablations, PretrainConfig), defaults from the config dataclasses.
     budget/seed: also --steps and --seed (`scaling` states its own budget and one seed for everything)."""
-    from micronbert.config import DMA_COMPARED, DMA_SIGNALS, ModelConfig, PretrainConfig
+    from micronbert.config import DMA_COMPARED, DMA_SIGNALS, POI_PRIORS, ModelConfig, PretrainConfig
 
     d, md = PretrainConfig(), ModelConfig()  # one place states the defaults: the config dataclasses
     p.add_argument("--preset", default="tiny", help="model preset: small (official), tiny, test")
@@ -155,6 +155,9 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
                         "trained parameter to get a gradient)")
     p.add_argument("--no-dma", action="store_true", help="ablation: plain cross-attention instead of DMA")
     p.add_argument("--no-poi", action="store_true", help="ablation: no PoI gating, no agreement loss")
+    p.add_argument("--poi-prior", choices=list(POI_PRIORS), default=md.poi_prior,
+                   help="confine PoI's saliency to where alignment puts the face: 'face' (landmark hull and "
+                        "forehead), 'hull' (the 68-point hull); 'none' = the paper's learned map alone")
     p.add_argument("--no-swap", action="store_true", help="ablation: no blockwise swapping")
     if seed:
         p.add_argument("--seed", type=int, default=d.seed)
@@ -171,6 +174,7 @@ def pretrain_configs(args):
     # --dma-temperature 0 (dot-product logits) alone means the paper's formulation, raw diagonal included
     signal = args.dma_signal or ("paper" if args.dma_temperature == 0 else None)
     model_cfg = preset(args.preset, use_dma=not args.no_dma, use_poi=not args.no_poi, poi_variant=args.poi,
+                       poi_prior=args.poi_prior,
                        dma_cosine_temperature=args.dma_temperature, dma_tie_qk=args.dma_tie_qk,
                        dma_compare=args.dma_compare, dma_project_qk=not args.dma_no_projection,
                        **({"dma_signal": signal} if signal else {}))

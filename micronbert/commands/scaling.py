@@ -19,11 +19,19 @@ def pretrainable_models() -> list[str]:
 
 
 def pretrain_switches(model: str) -> list[str]:
-    """`micronbert pretrain` flags for a model's config switches (no-dma -> --no-dma, no-poi -> --no-poi)."""
+    """`micronbert pretrain` flags for a model's config switches (no-dma -> --no-dma, no-poi -> --no-poi,
+    face-poi -> --poi-prior face)."""
     from micronbert.train.methods import METHODS
 
     flags = {"use_dma": "--no-dma", "use_poi": "--no-poi"}
-    return [flags[k] for k, v in METHODS[model].switches.items() if v is False]
+    valued = {"poi_prior": "--poi-prior"}
+    out = []
+    for k, v in METHODS[model].switches.items():
+        if k in flags and v is False:
+            out.append(flags[k])
+        elif k in valued:
+            out += [valued[k], str(v)]
+    return out
 
 
 def configure(p):

@@ -92,6 +92,33 @@ def fit_points(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([a, b, lm[30], lm[48], lm[54]])
 
 
+def face_outline(landmarks: np.ndarray, forehead: bool = True) -> np.ndarray:
+    """Points whose convex hull is the face: the 68 landmarks, with `forehead` also the brows raised by the
+    brow-to-eye distance (AU1/AU2/AU4 wrinkle the forehead above the 68 points)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if not forehead:
+        return lm
+    brows = lm[REGIONS["brows"]]
+    return np.vstack([lm, brows + (brows.mean(0) - lm[REGIONS["eyes"]].mean(0))])
+
+
+def hull_patch_share(points, size: int, patch: int) -> np.ndarray:
+    """The share of each patch (grid² vector, row-major) of a size × size crop inside the convex hull of
+    `points` ((K, 2) x, y in crop pixels)."""
+    import cv2
+
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.asarray(points, np.float32)).astype(np.int32), 1)
+    g = size // patch
+    return mask.reshape(g, patch, g, patch).mean(axis=(1, 3)).reshape(-1)
+
+
+def template_face_share(size: int, patch: int, margin: float = DEFAULT_MARGIN, forehead: bool = True) -> np.ndarray:
+    """Per patch of an aligned crop, the share inside the template face (`face_outline` of the template):
+    where alignment puts every face."""
+    return hull_patch_share(face_outline(template_landmarks(size, margin), forehead), size, patch)
+
+
 def check_geometry(size: int, margin: float) -> None:
     from micronbert.errors import MicronbertError
 

@@ -18,7 +18,7 @@ from micronbert.model.decoder import PixelDecoder, patchify
 from micronbert.model.direction import SHIFTS, motion_from_changes
 from micronbert.model.dma import DiagonalMicroAttention
 from micronbert.model.encoder import ViTEncoder
-from micronbert.model.poi import ContextAgreement, poi_saliency
+from micronbert.model.poi import ContextAgreement, face_log_prior, poi_saliency
 from micronbert.model.swapping import blockwise_swap
 
 
@@ -47,6 +47,8 @@ class MicronBertModel(nn.Module):
                                      cfg.mlp_ratio, cfg.grid, cfg.patch_size, cfg.in_chans)
                         if with_decoder else None)
         self.agreement = ContextAgreement(self.encoder, cfg) if (with_agreement and cfg.use_poi) else None
+        # derived from the config (None without a prior), so not saved: older checkpoints load unchanged
+        self.register_buffer("poi_log_prior", face_log_prior(cfg), persistent=False)
 
     # -- shared by pretraining and recognition -------------------------------------------------------
     # The pair pipeline carries each frame's residual stream (encoder.hidden, before the final norm):
@@ -74,7 +76,7 @@ class MicronBertModel(nn.Module):
         compared = self._query_key(self._compared(hid_first, tok_first), self._compared(hid_second, tok_second))
         feats, dma_map, *softmax_diag = self.dma(*compared, tok_first[:, 1:], match=match)
         if self.cfg.use_poi:
-            sal = poi_saliency(tok_second, self.cfg.poi_temperature)
+            sal = poi_saliency(tok_second, self.cfg.poi_temperature, self.poi_log_prior)
         else:
             sal = torch.ones_like(dma_map)
         out = {"features": feats * sal.unsqueeze(-1), "dma_map": dma_map, "poi_map": sal,

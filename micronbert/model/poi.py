@@ -2,7 +2,8 @@
 
 Saliency: the similarity of each patch token to the frame's contextual token, S = N · softmax(cos/τ)
 (mean 1), gates the DMA output so background and distractions weigh little (the paper's aim; on aligned
-crops neither this map nor an oracle face mask changes recognition: docs/motion.md §15, §18).
+crops neither this map nor an oracle face mask changes recognition: docs/motion.md §15, §18). Learned on
+aligned faces it does not favour the face; `poi_prior` multiplies it by where alignment puts the face.
 
 Agreement (pretraining): the contextual token of I_{t+δ} and of a random crop of it must agree, so the
 contextual token describes the face, not the framing. Agreement losses collapse to a constant unless
@@ -25,12 +26,32 @@ from torch import nn
 from micronbert.model.crops import random_resized_crop
 
 
-def poi_saliency(tokens: torch.Tensor, temperature: float) -> torch.Tensor:
-    """(B, 1+N, D) tokens -> (B, N) saliency with mean 1."""
+# Weight of a patch outside the prior's face region: low enough that the face holds about 0.9 of the
+# saliency, not zero, so a face aligned a little off the template still shows through.
+POI_PRIOR_FLOOR = 0.05
+
+
+def face_log_prior(cfg) -> torch.Tensor | None:
+    """(N,) log-weights of the PoI face prior (ModelConfig.poi_prior), None for "none": per patch,
+    FLOOR + (1 − FLOOR) × its share inside the template face of an aligned crop (faces/template.py). On
+    aligned crops the learned map alone does not favour the face (docs/motion.md §15, §18)."""
+    if cfg.poi_prior == "none":
+        return None
+    from micronbert.faces.template import template_face_share
+
+    share = template_face_share(cfg.img_size, cfg.patch_size, cfg.poi_prior_margin,
+                                forehead=cfg.poi_prior == "face")
+    return torch.log(torch.as_tensor(POI_PRIOR_FLOOR + (1 - POI_PRIOR_FLOOR) * share, dtype=torch.float32))
+
+
+def poi_saliency(tokens: torch.Tensor, temperature: float, log_prior: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1+N, D) tokens -> (B, N) saliency with mean 1; `log_prior` (N,) reweights the patches first."""
     cls = F.normalize(tokens[:, :1], dim=-1)
     patches = F.normalize(tokens[:, 1:], dim=-1)
-    sim = (patches * cls).sum(-1)  # cosine, (B, N)
-    return torch.softmax(sim / temperature, dim=-1) * sim.shape[1]
+    logits = (patches * cls).sum(-1) / temperature  # cosine / τ, (B, N)
+    if log_prior is not None:
+        logits = logits + log_prior.to(logits.dtype)
+    return torch.softmax(logits, dim=-1) * logits.shape[1]
 
 
 def _mlp(dim_in, hidden, dim_out):

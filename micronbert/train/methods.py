@@ -160,6 +160,11 @@ METHODS: dict[str, MethodSpec] = {
     "no-dma": MethodSpec("μ-BERT with plain cross-attention in place of DMA (no diagonal anywhere; the grid head "
                         "then reads the token change gated by PoI alone)", "mubert", {"use_dma": False}),
     "no-poi": MethodSpec("μ-BERT without PoI gating", "mubert", {"use_poi": False}),
+    "face-poi": MethodSpec("μ-BERT whose PoI saliency is confined to the face: the learned map times where "
+                           "alignment puts the face (the template's landmark hull and forehead)", "mubert",
+                           {"poi_prior": "face"}),
+    "hull-poi": MethodSpec("μ-BERT whose PoI saliency is confined to the template's 68-landmark hull (no "
+                           "forehead)", "mubert", {"poi_prior": "hull"}),
     "no-direction": MethodSpec("μ-BERT without directional DMA (the change map's size only, not which way)",
                                "mubert", {"dma_shift_px": 0.0}),
     "with-fdma": MethodSpec("μ-BERT whose grid head also takes the PoI-gated F_DMA tokens (the head before "

@@ -44,13 +44,13 @@ def test_no_poi_logits_ignore_the_saliency_and_the_full_model_does_not(monkeypat
     no_poi.load_state_dict(full.state_dict())
     before = (full(onset, apex), no_poi(onset, apex))
     real = mubert_module.poi_saliency
-    monkeypatch.setattr(mubert_module, "poi_saliency", lambda tok, t: real(tok, t) * torch.rand(tok.shape[0], tok.shape[1] - 1))
+    monkeypatch.setattr(mubert_module, "poi_saliency", lambda tok, t, prior: real(tok, t, prior) * torch.rand(tok.shape[0], tok.shape[1] - 1))
     after = (full(onset, apex), no_poi(onset, apex))
     assert not torch.allclose(before[0], after[0], atol=1e-6)
     assert torch.equal(before[1], after[1])
     # same weights, PoI is the only difference between the two models
     with monkeypatch.context() as m:
-        m.setattr(mubert_module, "poi_saliency", lambda tok, t: torch.ones(tok.shape[0], tok.shape[1] - 1))
+        m.setattr(mubert_module, "poi_saliency", lambda tok, t, prior: torch.ones(tok.shape[0], tok.shape[1] - 1))
         assert torch.allclose(full(onset, apex), no_poi(onset, apex), atol=1e-6)
 
 

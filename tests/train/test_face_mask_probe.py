@@ -10,10 +10,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import face_mask_probe as fmp  # noqa: E402
-from _common import hull_patch_share  # noqa: E402
 
 from micronbert.config import preset  # noqa: E402
 from micronbert.faces.cache import FaceCache  # noqa: E402
+from micronbert.faces.template import hull_patch_share  # noqa: E402
 from micronbert.model.classifier import to_float  # noqa: E402
 from micronbert.model.heads import MicronBertClassifier  # noqa: E402
 from micronbert.model.mubert import normalise_images  # noqa: E402
