@@ -79,3 +79,55 @@ def test_default_saliency_does_not_discard_most_of_the_face():
         return float((1 / (s ** 2).sum(1)).mean())
     assert effective(cfg.poi_temperature) > 0.75 * cfg.num_patches
     assert effective(0.1) < 0.6 * cfg.num_patches  # the old default, for contrast
+
+
+def test_face_prior_confines_the_saliency_to_the_template_face_and_adds_nothing_to_a_checkpoint():
+    from micronbert.faces.template import template_face_share
+    from micronbert.model.poi import POI_PRIOR_FLOOR, face_log_prior
+
+    cfg = preset("tiny")
+    assert face_log_prior(cfg) is None
+    hull = template_face_share(cfg.img_size, cfg.patch_size, forehead=False)
+    face = template_face_share(cfg.img_size, cfg.patch_size, forehead=True)
+    torch.manual_seed(0)
+    tokens = torch.randn(4, 1 + cfg.num_patches, cfg.embed_dim)
+    mass = {}
+    for prior in ("none", "face", "hull"):
+        s = poi_saliency(tokens, cfg.poi_temperature, face_log_prior(preset("tiny", poi_prior=prior)))
+        s = (s / s.sum(1, keepdim=True)).numpy()
+        mass[prior] = ((s * hull).sum(1).mean(), (s * face).sum(1).mean())
+    assert mass["none"][0] < 0.5  # about the hull's area share: the map alone has no idea where the face is
+    assert mass["hull"][0] >= 0.9 and mass["face"][1] >= 0.9
+    assert mass["face"][1] > mass["hull"][1] - 0.02 and mass["face"][0] < mass["hull"][0]  # the forehead is in
+    # outside the face a patch weighs FLOOR of an inside one (before the learned map)
+    w = face_log_prior(preset("tiny", poi_prior="hull")).exp().numpy()
+    assert abs(w[hull == 0].max() - POI_PRIOR_FLOOR) < 1e-6 and abs(w[hull == 1].min() - 1.0) < 1e-6
+    # the prior is derived from the config, not stored: weights saved without it load into a model with it
+    plain = MicronBertModel(cfg, with_decoder=False, with_agreement=False)
+    confined = MicronBertModel(preset("tiny", poi_prior="face"), with_decoder=False, with_agreement=False)
+    confined.load_state_dict(plain.state_dict())
+    assert set(plain.state_dict()) == set(confined.state_dict())
+
+
+def test_face_prior_puts_most_saliency_on_each_real_face_s_own_landmarks():
+    """Real photos aligned as prepare aligns: the saliency mass inside each face's own 68-landmark hull,
+    through the model's maps (what heat-maps show)."""
+    import numpy as np
+
+    from micronbert.data.builtin import face_photos
+    from micronbert.faces import FaceAligner
+    from micronbert.faces.template import hull_patch_share
+    from micronbert.model.mubert import normalise_images
+
+    aligner = FaceAligner(size=112)
+    faces = [aligner.align_image(img) for img in face_photos().values()]
+    x = normalise_images(torch.from_numpy(np.stack([f.image for f in faces])))
+    own = np.stack([hull_patch_share(f.landmarks_aligned, 112, 8) for f in faces])
+    mass = {}
+    for prior in ("none", "hull"):
+        torch.manual_seed(0)
+        model = MicronBertModel(preset("tiny", poi_prior=prior), with_decoder=False, with_agreement=False).eval()
+        s = model.maps(x, x)["poi_map"].reshape(len(faces), -1).numpy()
+        mass[prior] = ((s / s.sum(1, keepdims=True)) * own).sum(1)
+    assert mass["none"].mean() < 0.5
+    assert mass["hull"].mean() > 0.75 and (mass["hull"] > mass["none"] + 0.25).all()
