@@ -79,6 +79,9 @@ def main() -> None:
     p.add_argument("--data-seed", type=int, default=100,
                    help="synth seed of the first layout (+1, +2 for the others); another value gives a "
                         "development copy of the benchmark to choose designs on")
+    p.add_argument("--background-motion", type=float, default=0.0, metavar="P",
+                   help="share of clips with an object moving beside the face (synth --background-motion; "
+                        "0: the tables' benchmark). Give --work a folder of its own")
     p.add_argument("--epochs", type=int, default=30, help="μ-BERT epochs (flow-cnn: its own recipe's 40)")
     p.add_argument("--pretrain-steps", type=int, default=300,
                    help="0: no pretraining, every μ-BERT row uses the same random encoder (the no-pretrain row "
@@ -134,8 +137,13 @@ def main() -> None:
         if not csv.is_file():
             _run(cli, ["synth", "--format", fmt, "--out", str(root), "--subjects", str(args.subjects),
                        "--clips-per-subject", str(args.clips), "--frames", str(args.frames),
-                       "--amplitude-px", str(args.amplitude), "--seed", str(args.data_seed + i)])
+                       "--amplitude-px", str(args.amplitude), "--seed", str(args.data_seed + i),
+                       *(["--background-motion", str(args.background_motion)] if args.background_motion else [])])
             _run(cli, ["index", "--dataset", fmt, "--root", str(root), "--out", str(csv), "--strict"])
+        made = json.loads((root / "synth.json").read_text()).get("distractions", {}).get("background_p", 0.0)
+        if made != args.background_motion:
+            raise SystemExit(f"{root / 'synth.json'}: made with background motion {made}, not "
+                             f"--background-motion {args.background_motion}; give --work another folder")
         samples.append(str(csv))
     cache = work / "cache"
     if not (cache / ".prepared").is_file():
@@ -194,6 +202,7 @@ def main() -> None:
     emit({"benchmark": "motion", "commit": commit, "machine": machine(), "work": str(work),
           "setting": {"layouts": list(FORMATS), "subjects_per_layout": args.subjects, "clips_per_subject": args.clips,
                       "frames": args.frames, "data_seed": args.data_seed, "amplitude_px224": args.amplitude, "distractions": True,
+                      "background_motion": args.background_motion,
                       "face_px": 112, "protocol": "megc2019", "mode": args.mode, "mubert_recipe": "frozen (CPU): 4 cached views, last block, at most 160 steps",
                       "threads": args.threads or "torch default",
                       "epochs": args.epochs, "seeds": args.seeds, "shard": args.shard, "shard_folds": folds,

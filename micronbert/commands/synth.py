@@ -6,7 +6,7 @@ HELP = ("synthesise a micro-expression dataset from real built-in faces (tiny fa
 
 
 def configure(p) -> None:
-    from micronbert.synth import FORMATS
+    from micronbert.synth import FORMATS, Distractions
 
     p.add_argument("--format", dest="fmt", required=True, choices=FORMATS, help="dataset layout to write")
     p.add_argument("--out", required=True, metavar="DIR", help="dataset root to write (give it to `index --root`)")
@@ -24,16 +24,29 @@ def configure(p) -> None:
                         "Contempt,Surprise,Other; smic: positive,negative,surprise)")
     p.add_argument("--no-distractions", action="store_true",
                    help="no head motion, lighting change, noise, compression or blinks")
+    p.add_argument("--background-motion", type=float, default=0.0, metavar="P",
+                   help="share of clips (0-1) with a textured object sliding beside the face, outside it in the "
+                        "aligned crop (a hand, a passer-by: motion that carries no label)")
+    p.add_argument("--background-px", type=float, default=Distractions.background_px,
+                   help="that object's largest shift over the clip, px at the 224-px face scale")
     p.add_argument("--seed", type=int, default=0)
 
 
 def run(args) -> int:
     from micronbert.synth import Distractions, synthesize
 
+    from dataclasses import replace
+
+    from micronbert.errors import MicronbertError
+
+    if not 0.0 <= args.background_motion <= 1.0 or args.background_px <= 0:
+        raise MicronbertError("--background-motion is a share of clips in [0, 1] and --background-px a positive "
+                              f"shift, not {args.background_motion} and {args.background_px}")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    dist = replace(Distractions.none() if args.no_distractions else Distractions(),
+                   background_p=args.background_motion, background_px=args.background_px)
     summary = synthesize(args.fmt, args.out, args.subjects, args.clips_per_subject, args.amplitude_px, args.seed,
-                         classes, args.frames, Distractions.none() if args.no_distractions else None,
-                         progress_cb=print)
+                         classes, args.frames, dist, progress_cb=print)
     people = summary["distinct_people"]
     print(f"{summary['samples']} clips of {summary['frames_per_clip']} frames, {summary['subjects']} subjects "
           f"from {len(people)} distinct real people ({', '.join(people)})")

@@ -42,10 +42,66 @@ class Distractions:
     noise: float = 2.0            # max sensor noise sigma (grey levels)
     jpeg: tuple[int, int] = (75, 92)  # JPEG quality range; (0, 0) = none
     blink_p: float = 0.3          # probability of a blink in a clip
+    # probability of a textured object moving beside the face (a hand, a passer-by; outside the face in
+    # the aligned crop), and its largest shift over the clip at the 224-px scale. Off by default: the
+    # benchmarks' tables were made without it.
+    background_p: float = 0.0
+    background_px: float = 4.0
 
     @classmethod
     def none(cls) -> "Distractions":
-        return cls(0.0, 0.0, 0.0, 0.0, (0, 0), 0.0)
+        return cls(0.0, 0.0, 0.0, 0.0, (0, 0), 0.0, 0.0)
+
+
+@dataclass
+class BackgroundObject:
+    """A textured blob beside the face that slides by `shift` (frame px) over the clip, linearly."""
+    centre: np.ndarray    # (2,) x, y in the frame
+    texture: np.ndarray   # (S, S, 3) float32, centred on `centre`
+    alpha: np.ndarray     # (S, S) float32 opacity
+    shift: np.ndarray     # (2,) dx, dy at the clip's last frame
+
+    @classmethod
+    def beside_face(cls, to_crop: np.ndarray, max_px224: float, rng: np.random.Generator) -> "BackgroundObject":
+        """An object left or right of the face in the aligned crop (x < 18 or > 206 of 224 px, where the
+        template face never reaches), radius 14 px at the 224-px scale, moving up to `max_px224`."""
+        import cv2
+
+        inv = cv2.invertAffineTransform(to_crop)
+        scale = float(np.sqrt(abs(np.linalg.det(to_crop[:, :2]))))  # frame -> crop
+        x224 = rng.uniform(6, 18) if rng.random() < 0.5 else rng.uniform(206, 218)
+        centre = apply_affine(inv, np.array([[x224, rng.uniform(40, 190)]]))[0]
+        sigma = 7.0 / scale
+        half = int(math.ceil(3 * sigma))
+        size = 2 * half + 1
+        texture = rng.standard_normal((size, size, 3)).astype(np.float32)
+        texture = cv2.GaussianBlur(texture, (0, 0), max(1.0, 0.25 * sigma))
+        texture = (128 + 50 * texture / max(float(texture.std()), 1e-6)).clip(0, 255).astype(np.float32)
+        r = np.arange(size, dtype=np.float32) - half
+        alpha = np.exp(-(r[None] ** 2 + r[:, None] ** 2) / (2 * sigma ** 2)).astype(np.float32)
+        ang = rng.uniform(0, 2 * np.pi)
+        mag = rng.uniform(0.5, 1.0) * max_px224 / scale
+        return cls(centre, texture, alpha, np.array([mag * math.cos(ang), mag * math.sin(ang)]))
+
+    def paste(self, img: np.ndarray, f: float) -> np.ndarray:
+        """Blend the object, shifted by f × shift, into the float frame `img` (in place, returned)."""
+        import cv2
+
+        half = self.texture.shape[0] // 2
+        reach = half + int(math.ceil(np.abs(self.shift).max())) + 1
+        cx, cy = int(round(self.centre[0])), int(round(self.centre[1]))
+        h, w = img.shape[:2]
+        x0, x1, y0, y1 = max(cx - reach, 0), min(cx + reach + 1, w), max(cy - reach, 0), min(cy + reach + 1, h)
+        if x0 >= x1 or y0 >= y1:
+            return img
+        # the texture's centre lands at centre + f × shift, in the box's own coordinates
+        m = np.float32([[1, 0, self.centre[0] + f * self.shift[0] - half - x0],
+                        [0, 1, self.centre[1] + f * self.shift[1] - half - y0]])
+        box = (x1 - x0, y1 - y0)
+        tex = cv2.warpAffine(self.texture, m, box, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        a = cv2.warpAffine(self.alpha, m, box, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+        img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - a) + tex * a
+        return img
 
 
 # ------------------------------------------------------------------------------------------ people
@@ -130,6 +186,7 @@ class SynthClip:
     blink: tuple[int, int] | None = None  # positions [start, end) of a blink
     blink_bumps: list[PlacedBump] = field(default_factory=list)
     head: np.ndarray | None = None        # (3,) final drift dx, dy (frame px), roll (rad)
+    background: BackgroundObject | None = None
     light: tuple[float, float, float] = (0.0, 0.0, 0.0)  # gain drift, gradient x, gradient y
     noise: float = 0.0
     jpeg: int = 0
@@ -163,6 +220,8 @@ class SynthClip:
             map_x, map_y = ca * x0 + sa * y0 + c[0], -sa * x0 + ca * y0 + c[1]
         img = cv2.remap(self.base, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REFLECT101)
+        if self.background is not None:
+            img = self.background.paste(img, f)
         rng = np.random.default_rng([self.seed, pos])
         g, gx, gy = self.light
         if g or gx or gy:
@@ -192,6 +251,8 @@ class SynthClip:
                 "blink": ("" if self.blink is None
                           else f"{self.numbers[self.blink[0]]}-{self.numbers[self.blink[1] - 1]}"),
                 "head_px224": round(float(np.hypot(*self.head[:2])) * s, 3) if self.head is not None else 0.0,
+                "background_px224": (round(float(np.hypot(*self.background.shift)) * s, 3)
+                                     if self.background is not None else 0.0),
                 "light_gain": round(self.light[0], 4), "noise_sigma": round(self.noise, 3), "jpeg_quality": self.jpeg,
                 "bumps": json.dumps([b.to_dict(to_crop) for b in self.bumps]),
                 "to_crop": json.dumps(np.round(to_crop, 6).tolist())}
@@ -289,10 +350,13 @@ def make_clips(fmt: str, subjects: int = 8, clips_per_subject: int = 6, amplitud
                      float(rng_d.uniform(-dist.light, dist.light))) if dist.light else (0.0, 0.0, 0.0)
             noise = float(rng_d.uniform(0.3, 1.0) * dist.noise) if dist.noise else 0.0
             jpeg = int(rng_d.integers(dist.jpeg[0], dist.jpeg[1] + 1)) if dist.jpeg[1] else 0
+            rng_b = np.random.default_rng([cseed, 3])  # its own stream: the other distractions stay as they were
+            background = (BackgroundObject.beside_face(crop_transform(lm), dist.background_px, rng_b)
+                          if dist.background_p and rng_b.random() < dist.background_p else None)
             subject, clip = _names(fmt, si, ci, emotion)
             clips.append(SynthClip(subject, clip, person.name + (f"~{variant}" if variant else ""), variant == 0,
                                    emotion, aus, numbers, apex_pos, base, lm, bumps, amp, cseed, dist,
-                                   lay.grey, blink, blink_bumps, head, light, noise, jpeg))
+                                   lay.grey, blink, blink_bumps, head, background, light, noise, jpeg))
         if progress_cb:
             progress_cb(f"subject {si + 1}/{subjects}: {person.name}{' (variant)' if variant else ''}")
     return clips

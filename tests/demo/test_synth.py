@@ -114,3 +114,33 @@ def test_more_subjects_than_people_are_marked(people):
     assert not last.distinct and last.person.startswith(clips[0].person)
     assert clips[0].distinct
     assert not np.array_equal(last.base, clips[0].base)
+
+
+def test_background_motion_moves_an_object_beside_the_face_and_leaves_the_rest_as_it_was(people):
+    """--background-motion: motion that carries no label, outside the face in the aligned crop. The other
+    draws (action, head drift, noise, ...) do not change when it is switched on."""
+    import cv2
+
+    from micronbert.faces.template import template_face_share
+    from micronbert.synth.motion import crop_transform
+
+    quiet = Distractions.none()
+    plain = make_clips("casme2", 2, 2, 1.5, 0, n_frames=5, people=people)
+    moving = make_clips("casme2", 2, 2, 1.5, 0, n_frames=5, people=people,
+                        distractions=Distractions(background_p=1.0))
+    assert all(c.background is None and c.row("casme2")["background_px224"] == 0.0 for c in plain)
+    assert all(c.background is not None for c in moving)
+    for a, b in zip(plain, moving):
+        assert (a.head == b.head).all() and a.noise == b.noise and a.jpeg == b.jpeg
+        assert a.row("casme2")["bumps"] == b.row("casme2")["bumps"]
+        assert 0.5 * 4.0 <= b.row("casme2")["background_px224"] <= 4.0 + 1e-6
+    # without other distractions and without the action: the apex differs from the onset only beside the face
+    still = make_clips("casme2", 1, 3, 1e-6, 0, n_frames=5, people=people,
+                       distractions=Distractions(**{**quiet.__dict__, "background_p": 1.0}))
+    face = template_face_share(224, 16, forehead=True).reshape(14, 14)
+    for c in still:
+        m = crop_transform(c.landmarks)
+        onset, apex = (cv2.warpAffine(c.render(p).astype(np.float32), m, (224, 224)) for p in (0, c.apex_pos))
+        cells = np.abs(apex - onset).mean(-1).reshape(14, 16, 14, 16).mean((1, 3))
+        assert cells[face == 0].max() > 2.0   # the object moved, in grey levels per 16-px cell
+        assert cells[face > 0].max() < 0.5    # the face did not
