@@ -89,6 +89,25 @@ def test_export_follows_what_dma_compares_and_where_direction_is_read(tmp_path, 
     assert max(res["max_abs_diff"].values()) < 1e-4
 
 
+def test_a_face_prior_classifier_exports_its_prior_and_loads_for_prediction(tmp_path):
+    """The face prior is not in the weights file: it is rebuilt from config.json wherever the folder loads."""
+    from micronbert.faces.template import template_face_share
+    from micronbert.infer.api import MicronBert
+
+    folder = make_classifier_dir(tmp_path / "m", seed=6, poi_prior="hull")
+    res = export_onnx(folder, tmp_path / "m.onnx")
+    assert max(res["max_abs_diff"].values()) < 1e-4
+    mb = MicronBert.from_pretrained(folder)
+    plain = MicronBert.from_pretrained(make_classifier_dir(tmp_path / "plain", seed=6))  # the same weights
+    assert (mb.config.poi_prior, plain.config.poi_prior) == ("hull", "none")
+    faces = np.random.default_rng(0).integers(0, 255, (2, 2, mb.size, mb.size, 3), dtype=np.uint8)
+    ratio = mb.forward_batch(faces[0], faces[1])["poi_map"] / plain.forward_batch(faces[0], faces[1])["poi_map"]
+    share = template_face_share(mb.size, mb.config.patch_size, forehead=False)
+    ratio = ratio.reshape(2, -1) / ratio.reshape(2, -1)[:, share.argmax()][:, None]
+    # the prior's weight per patch, FLOOR outside the template hull, 1 for a patch wholly inside
+    np.testing.assert_allclose(ratio, np.broadcast_to(0.02 + 0.98 * share, ratio.shape), rtol=1e-3)
+
+
 def test_a_classifier_evaluated_with_test_flip_exports_the_mirror_average(tmp_path):
     """The graph averages the pair's and its mirror image's probabilities, as forward_batch does."""
     from micronbert.infer.api import MicronBert
