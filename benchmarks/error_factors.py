@@ -3,7 +3,7 @@ split by what the generator put in each clip.
 
 `micronbert synth` writes actions.csv beside each dataset: per clip the action units, their facial regions
 and amplitude, and the distractions (head drift, a blink and when, lighting, noise, JPEG quality, which
-real face). This joins them with the predictions of RESULTS folders of `micronbert evaluate` (the folds
+real face, an object moving beside the face). This joins them with the predictions of RESULTS folders of `micronbert evaluate` (the folds
 every run finished, as benchmarks/common_folds.py scores them) and reports, per method (a group of runs,
 e.g. one per seed) and per factor level, how many predictions were made and how many were wrong; and,
 per pair of runs with the same seed, how many samples both got wrong and how many only one did.
@@ -39,7 +39,7 @@ from common_folds import common_predictions  # noqa: E402
 from micronbert.train.loso import samples_sha256  # noqa: E402
 
 NUMERIC = ("amplitude_px224", "crop_scale", "head_px224", "abs_light_gain", "noise_sigma", "jpeg_quality")
-CATEGORICAL = ("dataset", "true_class", "regions", "aus", "blink_in_pair", "person")
+CATEGORICAL = ("dataset", "true_class", "regions", "aus", "blink_in_pair", "person", "background_motion")
 # the actions.csv columns the factors are made from
 REQUIRED = ("dataset", "sample_id", "person", "regions", "aus", "blink", "onset", "apex", "light_gain", "to_crop",
             "amplitude_px224", "head_px224", "noise_sigma", "jpeg_quality")
@@ -70,7 +70,10 @@ def clip_factors(actions: list[str]) -> pd.DataFrame:
 
     t["blink_in_pair"] = t.apply(blink_in_pair, axis=1)
     t["person"] = t["person"].astype(str).str.replace(r"~\d+$", "", regex=True)  # the real face behind it
-    return t[["dataset", "sample_id", "person", "regions", "aus", "blink_in_pair", *NUMERIC]]
+    # synth --background-motion (a column since then; older tables had none)
+    moved = t["background_px224"].astype(float) > 0 if "background_px224" in t else pd.Series(False, t.index)
+    t["background_motion"] = np.where(moved, "object beside the face", "none")
+    return t[["dataset", "sample_id", "person", "regions", "aus", "blink_in_pair", "background_motion", *NUMERIC]]
 
 
 def levels(values: pd.Series, numeric: bool) -> tuple[pd.Series, list[str]]:

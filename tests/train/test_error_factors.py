@@ -39,6 +39,16 @@ def test_clip_factors(tmp_path):
     assert list(t["person"]) == ["astronaut", "astronaut", "grace_hopper"]  # "~1": another subject, same face
     assert list(t["abs_light_gain"]) == [0.0, 0.01, 0.02]
     assert list(t["crop_scale"]) == [0.5, 1.0, 1.5]   # sqrt|det| of the 2x2 part: a rotation by 90° scaled
+    assert set(t["background_motion"]) == {"none"}     # a table from before synth --background-motion
+
+
+def test_background_motion_is_a_factor_when_the_table_records_it(tmp_path):
+    write_actions(tmp_path / "actions.csv")
+    table = pd.read_csv(tmp_path / "actions.csv")
+    table["background_px224"] = [0.0, 3.2, 0.0]
+    table.to_csv(tmp_path / "actions.csv", index=False)
+    t = error_factors.clip_factors([str(tmp_path / "actions.csv")]).set_index("sample_id")
+    assert list(t["background_motion"]) == ["none", "object beside the face", "none"]
 
 
 def test_error_counts_per_level_and_same_seed_pairs(tmp_path, monkeypatch, capsys):
