@@ -43,6 +43,7 @@ from change_probe import pooled, ridge_loso  # noqa: E402
 from direction_probe import central, changes, composite_pairs  # noqa: E402
 
 from micronbert.faces.template import face_outline, hull_patch_share  # noqa: E402
+from micronbert.model.poi import face_log_prior  # noqa: E402
 
 
 def face_regions(landmarks: np.ndarray, size: int, patch: int) -> dict[str, np.ndarray]:
@@ -100,9 +101,12 @@ def main() -> None:
     masks = {name: torch.as_tensor(np.stack([r[name] for r in regions]), dtype=torch.float32)
              for name in ("hull", "hull+forehead")}
     sal, delta = grid_inputs(state, cfg, onset, apex)
-    # the same weights with the face priors (model/poi.py): the learned map times where alignment puts the face
-    priors = {f"learned PoI, {p} prior": grid_inputs(state, dataclasses.replace(cfg, poi_prior=p), onset, apex)[0]
-              for p in ("face", "hull")}
+    # the same map with the face priors (model/poi.py): softmax(logits + log w) is the learned map times w,
+    # renormalised to mean 1, so no second pass through the encoder
+    priors = {}
+    for p in ("face", "hull"):
+        gated = sal * face_log_prior(dataclasses.replace(cfg, poi_prior=p)).exp()
+        priors[f"learned PoI, {p} prior"] = gated / gated.mean(1, keepdim=True)
     c = changes(state, cfg, onset, apex, cfg.dma_shift_px)
     signals = {"map+direction": (torch.cat([c[0].unsqueeze(-1), central(c)], -1), (14, 7)),
                "token change": (delta, (7, 4))}
