@@ -72,7 +72,8 @@ class ModelConfig:
     # A face prior on the saliency (model/poi.py): "none" (the paper: the learned map alone), "face" (the
     # template's 68-landmark hull with the forehead above the brows, where alignment puts every face) or
     # "hull" (the 68-point hull alone); patches outside weigh POI_PRIOR_FLOOR. poi_prior_margin is the
-    # crop margin the faces were aligned with (prepare --margin).
+    # crop margin the faces were aligned with (prepare --margin): commands given a face cache set it from
+    # the cache (place_poi_prior).
     poi_prior: str = "none"
     poi_prior_margin: float = 0.15
     proj_dim: int = 256           # mse variant: projector/predictor width
@@ -260,6 +261,15 @@ def preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise MicronbertError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return ModelConfig(**{**PRESETS[name], **overrides})
+
+
+def place_poi_prior(cfg: ModelConfig, margin: float | None) -> ModelConfig:
+    """`cfg` with its PoI face prior placed for faces aligned with crop margin `margin` (the face cache's):
+    the prior marks where alignment puts the face, which moves with the margin. Unchanged without a prior
+    or a known margin."""
+    if margin is None or cfg.poi_prior == "none" or abs(cfg.poi_prior_margin - margin) < 1e-9:
+        return cfg
+    return dataclasses.replace(cfg, poi_prior_margin=float(margin))
 
 
 def to_dict(cfg) -> dict:

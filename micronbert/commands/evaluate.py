@@ -28,6 +28,7 @@ def run(args):
     from micronbert.commands._flags import (load_eval_table, plan_mode, recipe_from_args, setup_threads,
                                             warn_unaligned, warn_untrained)
     from micronbert.data.report import ValidationReport
+    from micronbert.faces.cache import cache_margin
     from micronbert.train.loso import evaluate, parse_shard
     from micronbert.train.methods import build_method, resolve_device
     from micronbert.train.metrics import fmt
@@ -40,7 +41,8 @@ def run(args):
     table, make_folds, mode, mode_meta = plan_mode(args, table)
     recipe = recipe_from_args(args)
     device = resolve_device(args.device)
-    method = build_method(args.model, protocol.classes, recipe, args.init, args.preset, device, args.size)
+    method = build_method(args.model, protocol.classes, recipe, args.init, args.preset, device, args.size,
+                          margin=cache_margin(args.cache))
     size = args.size or method.input_size
     warn_unaligned(args)
     source = pair_source(args.cache, size)

@@ -21,6 +21,7 @@ def run(args):
                                             warn_untrained)
     from micronbert.data.report import ValidationReport
     from micronbert.errors import MicronbertError
+    from micronbert.faces.cache import cache_margin
     from micronbert.train.loso import samples_sha256, split_validation
     from micronbert.train.methods import build_method, resolve_device
     from micronbert.train.pairdata import load_pairs, pair_source
@@ -31,7 +32,7 @@ def run(args):
     table, protocol = load_eval_table(args, report)
     recipe = recipe_from_args(args)
     method = build_method(args.model, protocol.classes, recipe, args.init, args.preset, resolve_device(args.device),
-                          args.size)
+                          args.size, margin=cache_margin(args.cache))
     size = args.size or method.input_size
     warn_unaligned(args)
     table, data = load_pairs(table, pair_source(args.cache, size), report)

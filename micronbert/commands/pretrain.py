@@ -26,12 +26,15 @@ def configure(p):
 
 
 def run(args):
+    from micronbert.config import place_poi_prior
     from micronbert.data.builtin import face_videos
+    from micronbert.faces.cache import frames_margin
     from micronbert.train.cache_sources import frame_sources
     from micronbert.train.pretrain import pretrain
 
     frames = args.frames or [str(p) for p in face_videos()]
     model_cfg, pcfg = pretrain_configs(args)
+    model_cfg = place_poi_prior(model_cfg, frames_margin(frames))
     sources = frame_sources(frames, args.fps)
     summary = pretrain(frames, args.out, model_cfg, pcfg, resume=args.resume or args.resume_force, init=args.init,
                        device=args.device, fps=args.fps, cpu_bf16=args.cpu_bf16, resume_force=args.resume_force,

@@ -94,8 +94,10 @@ def make_evaluator(args, model_cfg):
     """evaluate_fn(init folder | None, results folder) -> metrics | None, on one table loaded once."""
 
     from micronbert.commands._flags import load_eval_table, plan_mode, warn_unaligned
+    from micronbert.config import place_poi_prior
     from micronbert.data.report import ValidationReport
     from micronbert.errors import MicronbertError
+    from micronbert.faces.cache import cache_margin
     from micronbert.train.loso import evaluate, parse_shard
     from micronbert.train.methods import MicronBertMethod, default_recipe, resolve_device
     from micronbert.train.pairdata import load_pairs, pair_source
@@ -110,6 +112,7 @@ def make_evaluator(args, model_cfg):
     device = resolve_device(args.device)
     warn_unaligned(args)
     table, data = load_pairs(table, pair_source(args.cache, model_cfg.img_size), report)
+    margin = cache_margin(args.cache)
     if len(table) == 0:
         raise MicronbertError(f"protocol {protocol.name}: none of the samples could be loaded")
     info = {"protocol": protocol.name, "mode": mode, "model": args.model, **mode_meta}
@@ -118,7 +121,9 @@ def make_evaluator(args, model_cfg):
         from micronbert.model.checkpoint import load_model_dir
 
         state, cfg = (None, model_cfg) if init is None else load_model_dir(init)[:2]
-        method = MicronBertMethod(cfg, protocol.classes, recipe, state, device=device, name=args.model)
+        method = MicronBertMethod(place_poi_prior(cfg, margin), protocol.classes, recipe, state, device=device,
+                                  name=args.model)
+        method.margin = margin
         result = evaluate(table, None, method, out_dir, classes=protocol.classes, protocol=protocol.name,
                           seed=args.seed, shard=parse_shard(args.shard), val_subjects=recipe.val_subjects,
                           report=report, sample_files=args.samples, data=data, make_folds=make_folds, mode=mode,
@@ -147,7 +152,9 @@ def run(args):
 
     import torch
 
+    from micronbert.config import place_poi_prior
     from micronbert.errors import MicronbertError
+    from micronbert.faces.cache import frames_margin
     from micronbert.train.metrics import fmt
     from micronbert.train.scaling import parse_fractions, run_scaling
 
@@ -161,6 +168,7 @@ def run(args):
     if world > 1 and args.stage == "pretrain" and len(fractions) > 1:
         raise MicronbertError("under torchrun pretrain one fraction per launch (--fractions 0.1, then 0.3, ...)")
     model_cfg, pcfg = pretrain_setup(args)
+    model_cfg = place_poi_prior(model_cfg, frames_margin(args.frames))
     budget = "epochs" if args.epochs is not None else "steps"
     evaluate_fn, info = None, {}
     if args.stage != "pretrain":

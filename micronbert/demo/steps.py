@@ -68,15 +68,16 @@ def pretrain_tiny(frames: list[Path], out: Path, steps: int, batch: int, seed: i
 # where caching the clean pair only and training no block scored 0.67/0.65 (benchmarks/demo_limits.py).
 
 
-def _method(model: str, samples: Path, init: Path | None, epochs: int, freeze_encoder: bool, report):
+def _method(model: str, samples: Path, cache: Path, init: Path | None, epochs: int, freeze_encoder: bool, report):
     """(evaluation table, protocol, recipe, method) as `evaluate`/`finetune` build them."""
+    from micronbert.faces.cache import cache_margin
     from micronbert.train.methods import build_method, default_recipe, resolve_device
     from micronbert.train.pairdata import eval_table
 
     table, protocol = eval_table([str(samples)], PROTOCOL, report)
     recipe = default_recipe(model, freeze_encoder, epochs=epochs)
     method = build_method(model, protocol.classes, recipe, None if init is None else str(init), PRESET,
-                          resolve_device(None))
+                          resolve_device(None), margin=cache_margin(cache))
     return table, protocol, recipe, method
 
 
@@ -116,8 +117,8 @@ def evaluate_run(job: EvalJob) -> dict:
     t0 = time.perf_counter()
     with open(job.log, "w") as log, redirect_stdout(log), redirect_stderr(log):
         report = ValidationReport()
-        table, protocol, recipe, method = _method(job.model, job.samples, job.init, job.epochs, job.freeze_encoder,
-                                                  report)
+        table, protocol, recipe, method = _method(job.model, job.samples, job.cache, job.init, job.epochs,
+                                                  job.freeze_encoder, report)
         table, make_folds, mode, mode_meta = plan(table)
         size = method.input_size
         result = evaluate(table, pair_source(str(job.cache), size), method, job.out, classes=protocol.classes,
@@ -141,7 +142,7 @@ def finetune_all(samples: Path, cache: Path, init: Path, out: Path, epochs: int,
     from micronbert.train.pairdata import load_pairs, pair_source
 
     model_name, report = "micronbert", ValidationReport()
-    table, protocol, recipe, method = _method(model_name, samples, init, epochs, freeze_encoder, report)
+    table, protocol, recipe, method = _method(model_name, samples, cache, init, epochs, freeze_encoder, report)
     table, data = load_pairs(table, pair_source(str(cache), method.input_size), report)
     if len(table) == 0:
         raise RuntimeError(f"protocol {protocol.name}: none of the samples could be loaded")

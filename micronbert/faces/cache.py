@@ -224,6 +224,25 @@ class FaceCache:
                                   f"use another --out folder or the same settings")
 
 
+def cache_margin(path: str | os.PathLike | None) -> float | None:
+    """The crop margin a face cache's clips were aligned with (`prepare --margin`); None for anything that is
+    not a face cache with recorded settings (raw frames, videos, shards)."""
+    if path is None or not Path(path).is_dir():
+        return None
+    settings = FaceCache(path).settings() or {}
+    return None if settings.get("margin") is None else float(settings["margin"])
+
+
+def frames_margin(paths) -> float | None:
+    """The crop margin shared by the face caches among pretraining frame sources (None: no face cache);
+    caches aligned with different margins cannot share one PoI face prior."""
+    margins = {m: p for p in paths for m in [cache_margin(p)] if m is not None}
+    if len(margins) > 1:
+        raise MicronbertError("face caches aligned with different margins: " + ", ".join(
+            f"{p} ({m:g})" for m, p in margins.items()) + "; a PoI face prior fits one margin (prepare them alike)")
+    return next(iter(margins), None)
+
+
 def frames_crc32(frames: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(frames).data) & 0xFFFFFFFF
 

@@ -116,19 +116,21 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset:
         except Exception as exc:  # the exporter's errors are long; keep the first line
             raise MicronbertError(f"ONNX export of {weights} failed: {str(exc).splitlines()[0]}") from exc
         _add_metadata(tmp, classes, size, cfg.patch_size, getattr(cfg, "registration", "none"), mirror,
-                      neighbours)
+                      neighbours, (data.get("input") or {}).get("margin"))
     result = {"onnx": str(onnx_path), "classes": classes, "size": size, "opset": opset}
     if check:
         result["max_abs_diff"] = compare_onnx(wrapper, onnx_path, size, seed=seed + 1)
     return result
 
 
-def _add_metadata(path, classes, size, patch, registration: str, mirror: bool, neighbours: bool) -> None:
+def _add_metadata(path, classes, size, patch, registration: str, mirror: bool, neighbours: bool,
+                  margin: float | None) -> None:
     import onnx
 
     m = onnx.load(str(path))
     for key, value in {"classes": json.dumps(classes), "input": json.dumps(
             {"layout": "NHWC", "dtype": "uint8", "colour": "RGB", "size": size, "aligned": True,
+             **({} if margin is None else {"margin": margin}),  # the crop margin the model was trained on
              "normalisation": "inside the graph (ImageNet mean/std)",
              # the apex registered onto the onset before the graph (ECC is not an ONNX op)
              "apex_registration": registration}), "patch_size": str(patch),

@@ -2,7 +2,8 @@
 
     model.safetensors  state dict (MicronBertClassifier: backbone.*, head.*; flow-cnn: its own keys)
     config.json        {"model_type": "micronbert" | "flow-cnn", "model": {...}, "classes": [...],
-                        "protocol": name, "finetune": {recipe}, "input": {"size": S, "aligned": bool}}
+                        "protocol": name, "finetune": {recipe}, "input": {"size": S, "aligned": bool, "margin": crop
+                        margin of the aligned faces it was trained on, when known}}
 
 Inference needs only this module (and the model modules it builds): it never imports training code.
 """
@@ -32,9 +33,10 @@ def to_float(images: np.ndarray | torch.Tensor, device) -> torch.Tensor:
 
 
 def save_classifier(out_dir, model: nn.Module, classes: Sequence[str], protocol: str,
-                    recipe, aligned: bool = True, **extra) -> Path:
+                    recipe, aligned: bool = True, margin: float | None = None, **extra) -> Path:
     """Write model.safetensors + config.json (see the module doc) atomically; `recipe` is the fine-tuning
-    recipe (a dataclass or its dict)."""
+    recipe (a dataclass or its dict); `margin` the crop margin of the training faces (prediction aligns
+    new faces with it)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_type = getattr(model, "model_type", "micronbert")
@@ -42,10 +44,11 @@ def save_classifier(out_dir, model: nn.Module, classes: Sequence[str], protocol:
     cfg_dict = to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     size = cfg_dict.get("img_size") or cfg_dict.get("input_size")
     recipe = to_dict(recipe) if dataclasses.is_dataclass(recipe) else dict(recipe)
+    inp = {"size": int(size), "aligned": bool(aligned), **({} if margin is None else {"margin": float(margin)})}
     save_weights(out_dir / WEIGHTS_NAME, model.state_dict())
     atomic_write_json(out_dir / CONFIG_NAME, {
         "model_type": model_type, "model": cfg_dict, "classes": list(classes), "protocol": protocol,
-        "finetune": recipe, "input": {"size": int(size), "aligned": bool(aligned)}, **extra})
+        "finetune": recipe, "input": inp, **extra})
     return out_dir
 
 

@@ -87,6 +87,7 @@ class TrainedMethod:
     views; view v > 0: prediction view v of `view_weights`), param_groups(model) and input_size."""
 
     view_weights: list = []  # per extra prediction view, which samples have it ((N,) bool); set by prepare
+    margin: float | None = None  # crop margin of the aligned faces (the face cache's), recorded by save
 
     def fit(self, train_idx, labels, seed: int, val_idx=None, desc: str = "train") -> tuple[nn.Module, dict]:
         torch.manual_seed(seed)
@@ -111,7 +112,8 @@ class TrainedMethod:
         return total / count[:, None]
 
     def save(self, model, out_dir, protocol: str, aligned: bool = True, **extra) -> Path:
-        return save_classifier(out_dir, model, self.classes, protocol, self.recipe, aligned=aligned, **extra)
+        return save_classifier(out_dir, model, self.classes, protocol, self.recipe, aligned=aligned,
+                               margin=self.margin if aligned else None, **extra)
 
 
 def _val_scorer(method, model, val_idx, labels):

@@ -207,13 +207,18 @@ def default_recipe(model: str, freeze_encoder: bool = False, **overrides) -> Fin
 
 
 def build_method(model: str, classes: Sequence[str], recipe: FinetuneConfig, init: str | None = None,
-                 preset_name: str = "tiny", device: str | torch.device = "cpu", size: int | None = None):
-    """A method object (fit/predict/prepare/save/describe, input_size) for one row of a results table."""
+                 preset_name: str = "tiny", device: str | torch.device = "cpu", size: int | None = None,
+                 margin: float | None = None):
+    """A method object (fit/predict/prepare/save/describe, input_size) for one row of a results table;
+    `margin`: the crop margin of the face cache it will read (places a PoI face prior, goes into the saved
+    classifiers)."""
     spec = method_spec(model)
     if spec.family == "flow":
-        return FlowCNNMethod(classes, recipe, FlowConfig(**spec.switches, **({"input_size": size} if size else {})),
-                             device=device, name=model)
-    from micronbert.config import preset
+        method = FlowCNNMethod(classes, recipe, FlowConfig(**spec.switches, **({"input_size": size} if size else {})),
+                               device=device, name=model)
+        method.margin = margin
+        return method
+    from micronbert.config import place_poi_prior, preset
 
     state = None
     if init:
@@ -222,8 +227,10 @@ def build_method(model: str, classes: Sequence[str], recipe: FinetuneConfig, ini
         state, cfg, _ = load_model_dir(init)
     else:
         cfg = preset(preset_name, **({"img_size": size} if size else {}))
-    cfg = dataclasses.replace(cfg, **spec.switches)
-    return MicronBertMethod(cfg, classes, recipe, state if spec.uses_init else None, device=device, name=model)
+    cfg = place_poi_prior(dataclasses.replace(cfg, **spec.switches), margin)
+    method = MicronBertMethod(cfg, classes, recipe, state if spec.uses_init else None, device=device, name=model)
+    method.margin = margin
+    return method
 
 
 def resolve_device(device: str | None) -> torch.device:

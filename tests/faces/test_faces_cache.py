@@ -76,6 +76,24 @@ def test_settings_cannot_be_mixed(tmp_path):
         cache.check_settings({"size": 112, "margin": 0.15})
 
 
+def test_the_margin_a_cache_was_aligned_with_is_read_back_and_caches_must_agree(tmp_path, face_frames_dir):
+    from micronbert.faces.cache import cache_margin, frames_margin
+
+    a, b, c = FaceCache(tmp_path / "a"), FaceCache(tmp_path / "b"), FaceCache(tmp_path / "c")
+    a.check_settings({"size": 112, "margin": 0.25})
+    b.check_settings({"size": 112, "margin": 0.25})
+    c.check_settings({"size": 112, "margin": 0.15})
+    assert cache_margin(a.root) == 0.25 and cache_margin(c.root) == 0.15
+    # not a cache, or a cache whose settings were never recorded: unknown
+    assert cache_margin(face_frames_dir) is None and cache_margin(tmp_path / "missing") is None
+    assert cache_margin(None) is None
+    assert frames_margin([a.root, face_frames_dir, b.root]) == 0.25
+    assert frames_margin([face_frames_dir]) is None
+    with pytest.raises(MicronbertError, match="different margins") as err:
+        frames_margin([a.root, c.root])
+    assert str(a.root) in str(err.value) and str(c.root) in str(err.value)
+
+
 def test_save_checks_shapes(tmp_path):
     with pytest.raises(ValueError):
         FaceCache(tmp_path).save("d", "a", _frames(2).astype(np.float32), [1, 2])

@@ -94,9 +94,11 @@ def test_a_face_prior_classifier_exports_its_prior_and_loads_for_prediction(tmp_
     from micronbert.faces.template import template_face_share
     from micronbert.infer.api import MicronBert
 
-    folder = make_classifier_dir(tmp_path / "m", seed=6, poi_prior="hull")
+    folder = make_classifier_dir(tmp_path / "m", seed=6, poi_prior="hull", margin=0.15)
     res = export_onnx(folder, tmp_path / "m.onnx")
     assert max(res["max_abs_diff"].values()) < 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert json.loads(meta["input"])["margin"] == 0.15  # a deployment must align faces as training did
     mb = MicronBert.from_pretrained(folder)
     plain = MicronBert.from_pretrained(make_classifier_dir(tmp_path / "plain", seed=6))  # the same weights
     assert (mb.config.poi_prior, plain.config.poi_prior) == ("hull", "none")

@@ -115,3 +115,29 @@ def test_raw_frames_without_a_cache(tmp_path, capsys):
     assert m["n_samples"] == len(df) and m["config"]["aligned"] is False
     # casme2-5 has 5 classes; this tiny set lacks some, and says so
     assert m["absent_classes"] and "no samples in the pool" in (tmp_path / "r" / "summary.md").read_text()
+
+
+def test_a_face_prior_is_placed_by_the_cache_margin_and_the_margin_travels_with_the_model(workspace, tmp_path):
+    """A cache aligned with another margin puts the face elsewhere in the crop: the PoI face prior follows
+    the cache's recorded margin, and the saved classifier records it so prediction aligns new faces alike."""
+    import shutil
+
+    import torch
+
+    from micronbert.config import preset
+    from micronbert.faces.cache import FaceCache
+    from micronbert.model.classifier import load_classifier
+    from micronbert.model.poi import face_log_prior
+
+    root, tables = workspace
+    shutil.copytree(root / "cache", tmp_path / "cache")
+    FaceCache(tmp_path / "cache").check_settings({"size": 32, "margin": 0.3, "detector": "template"})
+    assert main(["finetune", "--samples", *tables, "--protocol", "megc2019", "--cache", str(tmp_path / "cache"),
+                 "--model", "face-poi", "--preset", "test", "--epochs", "1", "--out", str(tmp_path / "model")]) == 0
+    model, _, config = load_classifier(tmp_path / "model")
+    assert config["input"] == {"size": 32, "aligned": True, "margin": 0.3}
+    assert config["model"]["poi_prior"] == "face" and config["model"]["poi_prior_margin"] == 0.3
+    placed = face_log_prior(preset("test", poi_prior="face", poi_prior_margin=0.3))
+    default = face_log_prior(preset("test", poi_prior="face"))
+    assert not torch.equal(placed, default)  # the margin moves the prior at this size
+    assert torch.equal(model.backbone.poi_log_prior, placed)

@@ -135,3 +135,19 @@ def test_pretrain_and_shard_read_a_prepare_cache(tmp_path):
                  "--img-size", "32"]) == 0
     m = load_manifest(tmp_path / "s")
     assert m["samples"] == 12 and {s["path"].endswith(".npz") for s in m["sources"]} == {True}
+
+
+def test_pretraining_on_a_cache_places_the_face_prior_by_the_cache_margin(tmp_path):
+    from micronbert.cli import main
+    from micronbert.faces.cache import FaceCache
+
+    cache = _tiny_cache(tmp_path / "cache")
+    FaceCache(cache).check_settings({"size": 32, "margin": 0.3})
+    for prior in ("face", "none"):
+        assert main(["pretrain", "--preset", "test", "--frames", str(cache), "--steps", "1", "--batch-size", "2",
+                     "--warmup-steps", "1", "--poi-prior", prior, "--out", str(tmp_path / prior),
+                     "--device", "cpu"]) == 0
+    placed = json.loads((tmp_path / "face" / "config.json").read_text())["model"]
+    assert placed["poi_prior"] == "face" and placed["poi_prior_margin"] == 0.3
+    # without a prior the margin means nothing: the config (and a resume's check) stays as it was
+    assert json.loads((tmp_path / "none" / "config.json").read_text())["model"]["poi_prior_margin"] == 0.15
