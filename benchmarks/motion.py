@@ -16,6 +16,8 @@ for every method below and every --seeds entry:
     face-poi         PoI saliency confined to where alignment puts the face (template hull + forehead; not
                      an ablation: the paper's aim for PoI, built in)
     hull-poi         the same with the 68-point hull alone
+    face-poi-pretrained  face-poi on an encoder pretrained with the same prior (`pretrain --poi-prior face`:
+                     pretraining's PoI gating also looks at the face)
     no-registration  apex not registered onto the onset
     no-direction     no directional DMA (the change map's size only, not which way)
     with-fdma        the grid head also takes F_DMA (the head before it was dropped; not an ablation)
@@ -65,8 +67,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, git_commit, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
-METHODS = ("micronbert", "no-dma", "no-poi", "face-poi", "hull-poi", "no-registration", "no-direction", "with-fdma",
-           "early-direction", "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn", "flow-cnn-registered", "shuffled")
+METHODS = ("micronbert", "no-dma", "no-poi", "face-poi", "hull-poi", "face-poi-pretrained", "no-registration",
+           "no-direction", "with-fdma", "early-direction", "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn",
+           "flow-cnn-registered", "shuffled")
+# The label-free pretrainings (W/pretrained_<name>): their `pretrain` switches and the rows that start from them.
+PRETRAININGS = {
+    "ours": ([], ("micronbert", "no-dma", "no-poi", "face-poi", "hull-poi", "no-registration", "no-direction",
+                  "with-fdma", "early-direction", "shuffled")),
+    "paper": (["--dma-temperature", "0", "--identity-weight", "0"], ("paper",)),
+    "face": (["--poi-prior", "face"], ("face-poi-pretrained",)),
+}
+# A row whose --model differs from its name (its encoder is chosen by init_of).
+MODEL_OF = {"shuffled": "micronbert", "disjoint-pretrain": "micronbert", "face-poi-pretrained": "face-poi"}
+
+
+def init_of(method: str) -> str:
+    """Which pretraining a row starts from."""
+    return next((name for name, (_, rows) in PRETRAININGS.items() if method in rows), "ours")
 
 
 def main() -> None:
@@ -152,13 +169,10 @@ def main() -> None:
     data_s = time.time() - t0
     inits = {}
     pre_s = {}
-    for name, extra in (("ours", []), ("paper", ["--dma-temperature", "0", "--identity-weight", "0"])):
+    for name, (extra, rows) in PRETRAININGS.items():
         if args.pretrain_steps == 0:
             break
-        if not any(m in args.methods for m in (("paper",) if name == "paper" else
-                                               ("micronbert", "no-dma", "no-poi", "face-poi", "hull-poi",
-                                                "no-registration", "no-direction", "with-fdma", "early-direction",
-                                                "shuffled"))):
+        if not any(m in args.methods for m in rows):
             continue
         out = work / f"pretrained_{name}"
         t = time.time()
@@ -224,7 +238,7 @@ def run_name(method: str, seed: int, args) -> str:
 
 
 def evaluate_argv(method: str, seed: int, args, samples: list[str], cache: Path, out: Path, inits: dict) -> list[str]:
-    """The `micronbert evaluate` command line of one row and seed (inits: "ours"/"paper" -> pretrained folder)."""
+    """The `micronbert evaluate` command line of one row and seed (inits: a PRETRAININGS name -> its folder)."""
     argv = ["evaluate", "--samples", *samples, "--protocol", "megc2019", "--cache", str(cache), "--seed", str(seed),
             "--out", str(out)]
     if args.mode != "loso":
@@ -237,12 +251,11 @@ def evaluate_argv(method: str, seed: int, args, samples: list[str], cache: Path,
         argv += ["--keep-fold-models"]
     if method.startswith("flow-cnn"):
         return argv + ["--model", method]
-    argv += ["--model", "micronbert" if method in ("shuffled", "disjoint-pretrain") else method, "--freeze-encoder",
-             "--epochs", str(args.epochs)]
+    argv += ["--model", MODEL_OF.get(method, method), "--freeze-encoder", "--epochs", str(args.epochs)]
     if method == "disjoint-pretrain":
         argv += ["--init", str(args.disjoint_init)]
     elif method != "no-pretrain" and inits:
-        argv += ["--init", str(inits["paper" if method == "paper" else "ours"])]
+        argv += ["--init", str(inits[init_of(method)])]
     return argv
 
 

@@ -67,7 +67,7 @@ def test_the_probes_contextual_attention_is_the_blocks_own():
 def test_each_rows_evaluate_command_uses_its_own_encoder(tmp_path):
     args = motion.argparse.Namespace(threads=1, shard="0/4", keep_fold_models=True, epochs=30, mode="loso",
                                      disjoint_init=str(tmp_path / "other_pretrained"))
-    inits = {"ours": tmp_path / "pretrained_ours", "paper": tmp_path / "pretrained_paper"}
+    inits = {name: tmp_path / f"pretrained_{name}" for name in ("ours", "paper", "face")}
 
     def argv(method):
         a = motion.evaluate_argv(method, 1, args, ["s.csv"], tmp_path / "cache", tmp_path / "out", inits)
@@ -76,6 +76,9 @@ def test_each_rows_evaluate_command_uses_its_own_encoder(tmp_path):
 
     assert argv("micronbert")[:2] == ("micronbert", str(inits["ours"]))
     assert argv("paper")[:2] == ("paper", str(inits["paper"]))
+    assert argv("face-poi")[:2] == ("face-poi", str(inits["ours"]))
+    # the same model, on the encoder pretrained with the face prior
+    assert argv("face-poi-pretrained")[:2] == ("face-poi", str(inits["face"]))
     assert argv("no-pretrain")[:2] == ("no-pretrain", None)
     # not transductive: the same model as micronbert, on the encoder pretrained on other frames
     assert argv("disjoint-pretrain")[:2] == ("micronbert", args.disjoint_init)
