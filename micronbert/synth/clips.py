@@ -333,7 +333,8 @@ def make_clips(fmt: str, subjects: int = 8, clips_per_subject: int = 6, amplitud
             lo = max(1, n_frames // 4)
             apex_pos = ((n_frames - 1) // 2 if fmt == "smic"
                         else int(rng_a.integers(lo, max(lo + 1, n_frames - 1 - n_frames // 4))))
-            s = float(np.sqrt(abs(np.linalg.det(crop_transform(lm)[:, :2]))))
+            to_crop = crop_transform(lm)
+            s = float(np.sqrt(abs(np.linalg.det(to_crop[:, :2]))))
             head = None
             if dist.head_px or dist.roll_deg:
                 ang = rng_d.uniform(0, 2 * np.pi)
@@ -351,7 +352,7 @@ def make_clips(fmt: str, subjects: int = 8, clips_per_subject: int = 6, amplitud
             noise = float(rng_d.uniform(0.3, 1.0) * dist.noise) if dist.noise else 0.0
             jpeg = int(rng_d.integers(dist.jpeg[0], dist.jpeg[1] + 1)) if dist.jpeg[1] else 0
             rng_b = np.random.default_rng([cseed, 3])  # its own stream: the other distractions stay as they were
-            background = (BackgroundObject.beside_face(crop_transform(lm), dist.background_px, rng_b)
+            background = (BackgroundObject.beside_face(to_crop, dist.background_px, rng_b)
                           if dist.background_p and rng_b.random() < dist.background_p else None)
             subject, clip = _names(fmt, si, ci, emotion)
             clips.append(SynthClip(subject, clip, person.name + (f"~{variant}" if variant else ""), variant == 0,
