@@ -4,8 +4,9 @@ Data: `micronbert synth` in all three layouts (CASME II, SAMM, SMIC-HS), --subje
 action per clip (--amplitude px at the 224-px face scale), distractions on (head drift, lighting, noise,
 compression, blinks) -> `index --strict` -> `prepare --size 112` (one shared face cache).
 Pretraining (label-free, transductive: the frames of every clip of the benchmark, evaluation subjects
-included; no labels are read): `micronbert pretrain --frames <cache>` twice, with our formulation
-(defaults) and the paper's (--dma-temperature 0 --identity-weight 0).
+included; no labels are read): `micronbert pretrain --frames <cache>` with our formulation (defaults), and
+where a row needs them the paper's (--dma-temperature 0 --identity-weight 0) and ours with the face prior
+(--poi-prior face).
 Evaluation: `micronbert evaluate --protocol megc2019` (LOSO over all subjects of the three layouts) with a
 fixed number of epochs (no per-subject selection), the CPU recipe (--freeze-encoder: cached augmented
 views, the last block, DMA and head train; 30 epochs or at most 160 steps, so 8 epochs at the full size),
