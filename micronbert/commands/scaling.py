@@ -94,7 +94,6 @@ def make_evaluator(args, model_cfg):
     """evaluate_fn(init folder | None, results folder) -> metrics | None, on one table loaded once."""
 
     from micronbert.commands._flags import load_eval_table, plan_mode, warn_unaligned
-    from micronbert.config import place_poi_prior
     from micronbert.data.report import ValidationReport
     from micronbert.errors import MicronbertError
     from micronbert.faces.cache import cache_margin
@@ -121,9 +120,8 @@ def make_evaluator(args, model_cfg):
         from micronbert.model.checkpoint import load_model_dir
 
         state, cfg = (None, model_cfg) if init is None else load_model_dir(init)[:2]
-        method = MicronBertMethod(place_poi_prior(cfg, margin), protocol.classes, recipe, state, device=device,
-                                  name=args.model)
-        method.margin = margin
+        method = MicronBertMethod(cfg, protocol.classes, recipe, state, device=device, name=args.model,
+                                  margin=margin)
         result = evaluate(table, None, method, out_dir, classes=protocol.classes, protocol=protocol.name,
                           seed=args.seed, shard=parse_shard(args.shard), val_subjects=recipe.val_subjects,
                           report=report, sample_files=args.samples, data=data, make_folds=make_folds, mode=mode,

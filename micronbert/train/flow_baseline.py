@@ -21,8 +21,9 @@ class FlowCNNMethod(TrainedMethod):
     model_type = "flow-cnn"
 
     def __init__(self, classes: Sequence[str], recipe: FinetuneConfig, cfg: FlowConfig | None = None,
-                 device: str | torch.device = "cpu", name: str = "flow-cnn"):
+                 device: str | torch.device = "cpu", name: str = "flow-cnn", margin: float | None = None):
         self.classes = list(classes)
+        self.margin = margin
         self.recipe = recipe
         self.cfg = cfg or FlowConfig()
         self.device = torch.device(device)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from micronbert.config import ModelConfig, to_dict
+from micronbert.config import ModelConfig, place_poi_prior, to_dict
 from micronbert.errors import MicronbertError
 from micronbert.model.classifier import to_float
 from micronbert.model.heads import MicronBertClassifier
@@ -34,8 +34,9 @@ class MicronBertMethod(TrainedMethod):
 
     def __init__(self, model_cfg: ModelConfig, classes: Sequence[str], recipe: FinetuneConfig,
                  init_state: dict[str, torch.Tensor] | None = None, device: str | torch.device = "cpu",
-                 name: str = "micronbert"):
-        self.cfg = model_cfg
+                 name: str = "micronbert", margin: float | None = None):
+        self.cfg = place_poi_prior(model_cfg, margin)  # a face prior sits where the cache's crops put the face
+        self.margin = margin
         self.classes = list(classes)
         self.recipe = recipe
         self.init_state = init_state
@@ -214,11 +215,9 @@ def build_method(model: str, classes: Sequence[str], recipe: FinetuneConfig, ini
     classifiers)."""
     spec = method_spec(model)
     if spec.family == "flow":
-        method = FlowCNNMethod(classes, recipe, FlowConfig(**spec.switches, **({"input_size": size} if size else {})),
-                               device=device, name=model)
-        method.margin = margin
-        return method
-    from micronbert.config import place_poi_prior, preset
+        return FlowCNNMethod(classes, recipe, FlowConfig(**spec.switches, **({"input_size": size} if size else {})),
+                             device=device, name=model, margin=margin)
+    from micronbert.config import preset
 
     state = None
     if init:
@@ -227,10 +226,9 @@ def build_method(model: str, classes: Sequence[str], recipe: FinetuneConfig, ini
         state, cfg, _ = load_model_dir(init)
     else:
         cfg = preset(preset_name, **({"img_size": size} if size else {}))
-    cfg = place_poi_prior(dataclasses.replace(cfg, **spec.switches), margin)
-    method = MicronBertMethod(cfg, classes, recipe, state if spec.uses_init else None, device=device, name=model)
-    method.margin = margin
-    return method
+    cfg = dataclasses.replace(cfg, **spec.switches)
+    return MicronBertMethod(cfg, classes, recipe, state if spec.uses_init else None, device=device, name=model,
+                            margin=margin)
 
 
 def resolve_device(device: str | None) -> torch.device:
