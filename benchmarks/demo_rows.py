@@ -1,12 +1,12 @@
 """More rows for a finished `make demo`'s table, evaluated exactly as the demo evaluated its own.
 
 Each row is the demo's own evaluation job (`Demo.eval_job`: the demo's samples, face cache, pretrained
-encoder, epochs, frozen recipe and seed, the same protocol and folds) with another `--model`, e.g. `face-poi`
-(the PoI face prior) or `no-poi`, run side by side as the demo runs its rows. The JSON puts them beside
+encoder, epochs, frozen recipe and seed, the same protocol and folds) with another `--model`, e.g. `learned-poi`
+(PoI without the face prior, as in the paper) or `no-poi`, run side by side as the demo runs its rows. The JSON puts them beside
 the demo's own rows (read from DEMO/results/*/metrics.json) and says whether every row scored the same
 samples.
 
-    python benchmarks/demo_rows.py runs/demo --models face-poi no-poi --out runs/demo_rows
+    python benchmarks/demo_rows.py runs/demo --models learned-poi no-poi --out runs/demo_rows
 
 Each row takes about as long as the demo's μ-BERT row (a few minutes on 2 cores).
 """
@@ -45,7 +45,7 @@ def summary(run: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("demo", type=Path, help="a finished `micronbert demo --out` folder")
-    ap.add_argument("--models", nargs="+", default=["face-poi"], help="evaluate/finetune --model names")
+    ap.add_argument("--models", nargs="+", default=["learned-poi", "no-poi"], help="evaluate/finetune --model names")
     ap.add_argument("--out", type=Path, default=Path("runs/demo_rows"))
     ap.add_argument("--parallel", type=int, default=2, help="rows evaluated side by side (one thread each)")
     args = ap.parse_args()

@@ -11,14 +11,15 @@ Evaluation: `micronbert evaluate --protocol megc2019` (LOSO over all subjects of
 fixed number of epochs (no per-subject selection), the CPU recipe (--freeze-encoder: cached augmented
 views, the last block, DMA and head train; 30 epochs or at most 160 steps, so 8 epochs at the full size),
 for every method below and every --seeds entry:
-    micronbert       ours, pretrained
+    micronbert       ours, pretrained; PoI saliency confined to where alignment puts the face (template hull +
+                     forehead), the recognition default
     no-dma           plain cross-attention instead of DMA (the head never sees the diagonal)
     no-poi           no PoI gating
-    face-poi         PoI saliency confined to where alignment puts the face (template hull + forehead; not
-                     an ablation: the paper's aim for PoI, built in)
-    hull-poi         the same with the 68-point hull alone
-    face-poi-pretrained  face-poi on an encoder pretrained with the same prior (`pretrain --poi-prior face`:
-                     pretraining's PoI gating also looks at the face)
+    learned-poi      PoI's learned saliency alone, without the face prior (the paper's PoI; `micronbert` until
+                     the face prior became the default: runs of `micronbert` made before then are this row)
+    hull-poi         PoI confined to the 68-point hull alone (no forehead)
+    face-poi-pretrained  micronbert on an encoder pretrained with the face prior too (`pretrain --poi-prior
+                     face`: pretraining's PoI gating also looks at the face)
     no-registration  apex not registered onto the onset
     no-direction     no directional DMA (the change map's size only, not which way)
     with-fdma        the grid head also takes F_DMA (the head before it was dropped; not an ablation)
@@ -68,18 +69,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, git_commit, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
-METHODS = ("micronbert", "no-dma", "no-poi", "face-poi", "hull-poi", "face-poi-pretrained", "no-registration",
+METHODS = ("micronbert", "no-dma", "no-poi", "learned-poi", "hull-poi", "face-poi-pretrained", "no-registration",
            "no-direction", "with-fdma", "early-direction", "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn",
            "flow-cnn-registered", "shuffled")
 # The label-free pretrainings (W/pretrained_<name>): their `pretrain` switches and the rows that start from them.
 PRETRAININGS = {
-    "ours": ([], ("micronbert", "no-dma", "no-poi", "face-poi", "hull-poi", "no-registration", "no-direction",
+    "ours": ([], ("micronbert", "no-dma", "no-poi", "learned-poi", "hull-poi", "no-registration", "no-direction",
                   "with-fdma", "early-direction", "shuffled")),
     "paper": (["--dma-temperature", "0", "--identity-weight", "0"], ("paper",)),
     "face": (["--poi-prior", "face"], ("face-poi-pretrained",)),
 }
 # A row whose --model differs from its name (its encoder is chosen by init_of).
-MODEL_OF = {"shuffled": "micronbert", "disjoint-pretrain": "micronbert", "face-poi-pretrained": "face-poi"}
+MODEL_OF = {"shuffled": "micronbert", "disjoint-pretrain": "micronbert", "face-poi-pretrained": "micronbert"}
 
 
 def init_of(method: str) -> str:
@@ -193,7 +194,9 @@ def main() -> None:
             argv = evaluate_argv(method, seed, args, shuffled if method == "shuffled" else samples, cache, res,
                                  inits)
             t = time.time()
-            if not (res / "metrics.json").is_file():
+            if (res / "metrics.json").is_file():
+                check_reused(res, method, inits, cache)
+            else:
                 _run(cli, argv)
             if args.shard:  # scored below, on the folds every run finished
                 runs.append({"seed": seed, "run": str(res), "seconds": round(time.time() - t, 1)})
@@ -230,6 +233,27 @@ def main() -> None:
           "chance_uf1": "≈ 1/3 (3 classes; the shuffled row is the measured chance)",
           "seconds": {"data": round(data_s, 1), "pretrain": pre_s}, "results": results,
           "change_overlap": change_overlap(work, inits.get("ours"))})
+
+
+def check_reused(res: Path, method: str, inits: dict, cache: Path) -> None:
+    """A finished run is reused only when it was made with the model config this row builds now: e.g. a run
+    of `micronbert` made before the face prior became its default is a learned-poi run, not this row's."""
+    if method.startswith("flow-cnn") or method == "disjoint-pretrain":
+        return
+    from micronbert.config import place_poi_prior, preset, to_dict
+    from micronbert.faces.cache import cache_margin
+    from micronbert.model.checkpoint import model_config_from_dict, read_config, resolve_weights
+    from micronbert.train.methods import recognition_config
+
+    init = inits.get(init_of(method)) if method != "no-pretrain" else None
+    cfg = (model_config_from_dict(read_config(resolve_weights(init)[1])["model"], str(init), trained_head=False)
+           if init else preset("tiny"))
+    want = to_dict(place_poi_prior(recognition_config(MODEL_OF.get(method, method), cfg), cache_margin(cache)))
+    made = read_config(res / "run.json").get("run", {}).get("method", {}).get("model", {})
+    differ = sorted(k for k in want if k in made and made[k] != want[k])
+    if differ:
+        raise SystemExit(f"{res} was made with another model config than row {method!r} builds now "
+                         f"({', '.join(f'{k}: {made[k]} there, {want[k]} now' for k in differ)}); move it aside")
 
 
 def run_name(method: str, seed: int, args) -> str:

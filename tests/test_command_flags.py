@@ -52,10 +52,11 @@ def test_dma_compare_flag_reaches_the_model_config():
     assert _pretrain()[0].dma_project_qk and not _pretrain("--dma-no-projection")[0].dma_project_qk
 
 
-def test_poi_prior_flag_and_the_face_poi_model_reach_the_pretraining_config():
+def test_poi_prior_flag_and_a_rows_own_prior_reach_the_pretraining_config():
     assert _pretrain()[0].poi_prior == "none"
     assert _pretrain("--poi-prior", "face")[0].poi_prior == "face"
-    assert _scaling("--model", "face-poi")[0].poi_prior == "face"
+    # micronbert's face prior is a recognition default (methods.RECOGNITION_DEFAULTS): pretraining keeps the map
+    assert _scaling("--model", "micronbert")[0].poi_prior == "none"
     assert _scaling("--model", "hull-poi")[0].poi_prior == "hull"
     with pytest.raises(SystemExit):
         _pretrain("--poi-prior", "eyes")

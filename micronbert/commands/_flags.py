@@ -156,8 +156,9 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     p.add_argument("--no-dma", action="store_true", help="ablation: plain cross-attention instead of DMA")
     p.add_argument("--no-poi", action="store_true", help="ablation: no PoI gating, no agreement loss")
     p.add_argument("--poi-prior", choices=list(POI_PRIORS), default=md.poi_prior,
-                   help="confine PoI's saliency to where alignment puts the face: 'face' (landmark hull and "
-                        "forehead), 'hull' (the 68-point hull); 'none' = the paper's learned map alone")
+                   help="confine PoI's saliency to where alignment puts the face while pretraining: 'face' "
+                        "(landmark hull and forehead), 'hull' (the 68-point hull); 'none' = the paper's learned "
+                        "map alone (recognition adds the face prior anyway: evaluate --model micronbert)")
     p.add_argument("--no-swap", action="store_true", help="ablation: no blockwise swapping")
     if seed:
         p.add_argument("--seed", type=int, default=d.seed)

@@ -20,7 +20,8 @@ def pretrainable_models() -> list[str]:
 
 def pretrain_switches(model: str) -> list[str]:
     """`micronbert pretrain` flags for a model's config switches (no-dma -> --no-dma, no-poi -> --no-poi,
-    face-poi -> --poi-prior face)."""
+    hull-poi -> --poi-prior hull); the recognition defaults (methods.RECOGNITION_DEFAULTS) are not pretrained
+    with, as `micronbert pretrain` does not."""
     from micronbert.train.methods import METHODS
 
     flags = {"use_dma": "--no-dma", "use_poi": "--no-poi"}
@@ -98,7 +99,7 @@ def make_evaluator(args, model_cfg):
     from micronbert.errors import MicronbertError
     from micronbert.faces.cache import cache_margin
     from micronbert.train.loso import evaluate, parse_shard
-    from micronbert.train.methods import MicronBertMethod, default_recipe, resolve_device
+    from micronbert.train.methods import MicronBertMethod, default_recipe, recognition_config, resolve_device
     from micronbert.train.pairdata import load_pairs, pair_source
 
     if args.size and args.size != model_cfg.img_size:
@@ -120,6 +121,7 @@ def make_evaluator(args, model_cfg):
         from micronbert.model.checkpoint import load_model_dir
 
         state, cfg = (None, model_cfg) if init is None else load_model_dir(init)[:2]
+        cfg = recognition_config(args.model, cfg)  # e.g. the face prior, which pretraining does not use
         method = MicronBertMethod(cfg, protocol.classes, recipe, state, device=device, name=args.model,
                                   margin=margin)
         result = evaluate(table, None, method, out_dir, classes=protocol.classes, protocol=protocol.name,

@@ -156,14 +156,22 @@ class MethodSpec:
     uses_init: bool = True         # starts from the --init weights when given
 
 
+# What every μ-BERT row recognises with unless its switches say otherwise: PoI's learned saliency confined to
+# where alignment puts the face (docs/motion.md §22-§24: ahead of the learned map alone across layouts, level
+# within subjects). Pretraining keeps the learned map (the prior there adds nothing, §23), so old pretrained
+# folders and their config.json are unchanged; recognition places the prior on top of them.
+RECOGNITION_DEFAULTS = {"poi_prior": "face"}
+
 METHODS: dict[str, MethodSpec] = {
-    "micronbert": MethodSpec("μ-BERT: pretrained encoder (--init), DMA with direction, PoI", "mubert"),
+    "micronbert": MethodSpec("μ-BERT: pretrained encoder (--init), DMA with direction, PoI confined to the face (the "
+                             "learned saliency times where alignment puts the face: the template's landmark hull "
+                             "and forehead)", "mubert"),
     "no-dma": MethodSpec("μ-BERT with plain cross-attention in place of DMA (no diagonal anywhere; the grid head "
                         "then reads the token change gated by PoI alone)", "mubert", {"use_dma": False}),
     "no-poi": MethodSpec("μ-BERT without PoI gating", "mubert", {"use_poi": False}),
-    "face-poi": MethodSpec("μ-BERT whose PoI saliency is confined to the face: the learned map times where "
-                           "alignment puts the face (the template's landmark hull and forehead)", "mubert",
-                           {"poi_prior": "face"}),
+    "learned-poi": MethodSpec("μ-BERT whose PoI gate is the learned saliency alone, as in the paper (no face "
+                              "prior; what `micronbert` was until the face prior became its default)", "mubert",
+                              {"poi_prior": "none"}),
     "hull-poi": MethodSpec("μ-BERT whose PoI saliency is confined to the template's 68-landmark hull (no "
                            "forehead)", "mubert", {"poi_prior": "hull"}),
     "no-direction": MethodSpec("μ-BERT without directional DMA (the change map's size only, not which way)",
@@ -180,7 +188,7 @@ METHODS: dict[str, MethodSpec] = {
                         "mean-pooled head with the apex contextual token, no registration (give it --init "
                         "weights pretrained with --dma-temperature 0 --identity-weight 0)", "mubert",
                         {"dma_signal": "paper", "dma_cosine_temperature": 0.0, "head": "paper", "dma_shift_px": 0.0,
-                         "head_dma_map": False, "registration": "none"}),
+                         "head_dma_map": False, "registration": "none", "poi_prior": "none"}),
     "no-pretrain": MethodSpec("μ-BERT from random initialisation (architecture of --init or --preset, its "
                               "weights unused)", "mubert", uses_init=False),
     "flow-cnn": MethodSpec("optical-flow baseline: 3-stream CNN on onset→apex (u, v, strain), STSTNet-style",
@@ -226,9 +234,14 @@ def build_method(model: str, classes: Sequence[str], recipe: FinetuneConfig, ini
         state, cfg, _ = load_model_dir(init)
     else:
         cfg = preset(preset_name, **({"img_size": size} if size else {}))
-    cfg = dataclasses.replace(cfg, **spec.switches)
-    return MicronBertMethod(cfg, classes, recipe, state if spec.uses_init else None, device=device, name=model,
-                            margin=margin)
+    return MicronBertMethod(recognition_config(model, cfg), classes, recipe, state if spec.uses_init else None,
+                            device=device, name=model, margin=margin)
+
+
+def recognition_config(model: str, cfg: ModelConfig) -> ModelConfig:
+    """The config a μ-BERT row recognises with: the preset's or the --init model's, with the recognition
+    defaults, then the row's own switches."""
+    return dataclasses.replace(cfg, **{**RECOGNITION_DEFAULTS, **method_spec(model).switches})
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -12,8 +12,8 @@ def test_an_extra_row_changes_only_the_model_and_where_it_writes(tmp_path):
 
     demo = tmp_path / "demo"
     own = Demo(demo, DemoConfig()).eval_job("micronbert")
-    row = demo_rows.row_job(demo, "face-poi", tmp_path / "rows")
-    assert (row.model, row.run, row.out) == ("face-poi", "face-poi", tmp_path / "rows" / "face-poi")
+    row = demo_rows.row_job(demo, "learned-poi", tmp_path / "rows")
+    assert (row.model, row.run, row.out) == ("learned-poi", "learned-poi", tmp_path / "rows" / "learned-poi")
     assert not str(row.log).startswith(str(demo))  # the demo's own results and logs stay as they were
     same = {f.name for f in dataclasses.fields(own)} - {"run", "model", "out", "log"}
     assert {k: getattr(row, k) for k in same} == {k: getattr(own, k) for k in same}

@@ -11,11 +11,14 @@ from micronbert.train.pairdata import PairData
 EXPECTED = {
     "no-dma": {"use_dma"},
     "no-poi": {"use_poi"},
+    "learned-poi": {"poi_prior"},  # the paper's PoI: the learned saliency alone
+    "hull-poi": {"poi_prior"},
     "no-registration": {"registration"},
     "no-direction": {"dma_shift_px"},
     "with-fdma": {"head_dma_features"},  # not an ablation: the earlier head, for comparison
     "no-pretrain": set(),  # same architecture, no --init weights (checked below)
-    "paper": {"dma_signal", "dma_cosine_temperature", "head", "head_dma_map", "registration", "dma_shift_px"},
+    "paper": {"dma_signal", "dma_cosine_temperature", "head", "head_dma_map", "registration", "dma_shift_px",
+              "poi_prior"},
 }
 
 
@@ -31,6 +34,31 @@ def test_each_ablation_changes_only_its_config_fields(classes3):
     paper = _method("paper", classes3).cfg
     assert (paper.dma_signal, paper.dma_cosine_temperature, paper.head, paper.registration) == ("paper", 0.0, "paper",
                                                                                                 "none")
+    assert (_method("micronbert", classes3).cfg.poi_prior, paper.poi_prior,
+            _method("learned-poi", classes3).cfg.poi_prior) == ("face", "none", "none")
+
+
+def test_recognition_confines_poi_to_the_face_over_an_encoder_pretrained_without_the_prior(tmp_path, classes3):
+    """Pretraining keeps the learned map (config poi_prior none); every μ-BERT row but learned-poi/paper/hull-poi
+    recognises with the face prior on top of it, and the model it builds holds that prior."""
+    import torch
+
+    from micronbert.config import preset
+    from micronbert.model.checkpoint import save_model
+    from micronbert.model.mubert import MicronBertModel
+
+    cfg = preset("test")
+    assert cfg.poi_prior == "none"
+    save_model(tmp_path / "init", MicronBertModel(cfg).state_dict(), cfg)
+    built = {}
+    for name in ("micronbert", "no-dma", "no-registration", "no-pretrain", "learned-poi", "paper", "hull-poi"):
+        m = build_method(name, classes3, default_recipe(name), init=str(tmp_path / "init"))
+        built[name] = m.cfg.poi_prior
+        if name == "micronbert":
+            weights = m.build().backbone.poi_log_prior
+            assert weights is not None and torch.isfinite(weights).all() and float(weights.std()) > 0
+    assert built == {"micronbert": "face", "no-dma": "face", "no-registration": "face", "no-pretrain": "face",
+                     "learned-poi": "none", "paper": "none", "hull-poi": "hull"}
 
 
 def test_no_pretrain_ignores_the_init_weights(tmp_path, classes3):

@@ -76,9 +76,9 @@ def test_each_rows_evaluate_command_uses_its_own_encoder(tmp_path):
 
     assert argv("micronbert")[:2] == ("micronbert", str(inits["ours"]))
     assert argv("paper")[:2] == ("paper", str(inits["paper"]))
-    assert argv("face-poi")[:2] == ("face-poi", str(inits["ours"]))
-    # the same model, on the encoder pretrained with the face prior
-    assert argv("face-poi-pretrained")[:2] == ("face-poi", str(inits["face"]))
+    assert argv("learned-poi")[:2] == ("learned-poi", str(inits["ours"]))
+    # the same model as micronbert, on the encoder pretrained with the face prior
+    assert argv("face-poi-pretrained")[:2] == ("micronbert", str(inits["face"]))
     assert argv("no-pretrain")[:2] == ("no-pretrain", None)
     # not transductive: the same model as micronbert, on the encoder pretrained on other frames
     assert argv("disjoint-pretrain")[:2] == ("micronbert", args.disjoint_init)
@@ -103,3 +103,33 @@ def test_lodo_rows_ask_evaluate_for_lodo_in_their_own_run_folders(tmp_path):
     assert motion.run_name("micronbert", 2, lodo) == "micronbert-lodo-seed2"
     kept = motion.argparse.Namespace(**{**vars(loso), "keep_fold_models": True})
     assert motion.run_name("no-poi", 0, kept) == "no-poi-seed0-kept"
+
+
+def test_a_finished_run_made_with_another_model_config_is_not_reused_as_this_rows(tmp_path):
+    """`micronbert` runs made before the face prior became its default are learned-poi runs: reusing one as
+    today's micronbert row would report the wrong model under its name."""
+    import json
+
+    import pytest
+
+    from micronbert.config import preset, to_dict
+    from micronbert.faces.cache import FaceCache
+    from micronbert.model.checkpoint import save_model
+    from micronbert.model.mubert import MicronBertModel
+
+    cfg = preset("test")
+    save_model(tmp_path / "pretrained_ours", MicronBertModel(cfg).state_dict(), cfg)
+    FaceCache(tmp_path / "cache").check_settings({"size": 32, "margin": 0.15, "detector": "template"})
+    inits = {"ours": tmp_path / "pretrained_ours"}
+
+    def finished(name, **model):
+        res = tmp_path / "runs" / name
+        res.mkdir(parents=True)
+        (res / "run.json").write_text(json.dumps({"run": {"method": {"model": {**to_dict(cfg), **model}}}}))
+        return res
+
+    old = finished("micronbert-seed0")  # poi_prior none: the default before
+    with pytest.raises(SystemExit, match="poi_prior: none there, face now"):
+        motion.check_reused(old, "micronbert", inits, tmp_path / "cache")
+    motion.check_reused(old, "learned-poi", inits, tmp_path / "cache")  # what it is
+    motion.check_reused(finished("micronbert-seed1", poi_prior="face"), "micronbert", inits, tmp_path / "cache")

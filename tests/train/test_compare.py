@@ -133,7 +133,7 @@ def test_a_face_prior_is_placed_by_the_cache_margin_and_the_margin_travels_with_
     shutil.copytree(root / "cache", tmp_path / "cache")
     FaceCache(tmp_path / "cache").check_settings({"size": 32, "margin": 0.3, "detector": "template"})
     assert main(["finetune", "--samples", *tables, "--protocol", "megc2019", "--cache", str(tmp_path / "cache"),
-                 "--model", "face-poi", "--preset", "test", "--epochs", "1", "--out", str(tmp_path / "model")]) == 0
+                 "--model", "micronbert", "--preset", "test", "--epochs", "1", "--out", str(tmp_path / "model")]) == 0
     model, _, config = load_classifier(tmp_path / "model")
     assert config["input"] == {"size": 32, "aligned": True, "margin": 0.3}
     assert config["model"]["poi_prior"] == "face" and config["model"]["poi_prior_margin"] == 0.3
