@@ -9,9 +9,9 @@ points mapped into the crop), and see whether a linear read-out gets better. No 
 
 Gates, per patch (mean 1 is not needed: the ridge standardises each feature):
     none             every patch as it is (what no-PoI gives the head)
-    learned PoI      the pretrained encoder's saliency of the apex (what the full model gates with)
+    learned PoI      the pretrained encoder's saliency of the apex (what `--model learned-poi` gates with)
     learned PoI, face / hull prior   the same map times the template's face region (ModelConfig.poi_prior):
-                     what `--model face-poi` / `hull-poi` gate with
+                     what `--model micronbert` (the default) / `hull-poi` gate with
     hull             the share of the patch inside the landmarks' convex hull
     hull+forehead    the same hull with the brows raised by the brow-to-eye distance (AU1/2/4 wrinkle
                      above the brows, outside the 68 points)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 RUNS = ("micronbert", "no-dma", "flow-cnn", "shuffled")
-RUN_TITLES = {"micronbert": "μ-BERT (pretrained, DMA + direction + PoI)",
+RUN_TITLES = {"micronbert": "μ-BERT (pretrained, DMA + direction + PoI on the face)",
               "no-dma": "no-DMA ablation (plain cross-attention, no direction)",
               "flow-cnn": "optical-flow CNN baseline", "shuffled": "μ-BERT, labels shuffled (control)"}
 
