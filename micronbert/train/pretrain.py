@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import io
 import itertools
 import os
@@ -278,6 +279,10 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
         save_weights(out / WEIGHTS_NAME, model.state_dict())
         save_json(out / CONFIG_NAME, model=model_cfg, pretrain=pcfg)
     D.barrier(info)
+    # The DDP wrapper (its reducer holds the process group) and the loader go before the group does: a gloo
+    # group torn down under a live reducer aborted one rank at exit, once, on a loaded machine.
+    del wrapped, loader
+    gc.collect()  # the reducer's hooks form reference cycles
     D.cleanup(info)
     return {"out": str(out), "start_step": start, "steps_run": completed - start,
             "finished": finished, "last_log": logged, "pairs": n_pairs, "interrupted": stop.signal is not None}
