@@ -282,7 +282,7 @@ def pretrain(frames: list[str], out: str | os.PathLike, model_cfg: ModelConfig, 
     # The DDP wrapper (its reducer holds the process group) and the loader go before the group does: a gloo
     # group torn down under a live reducer aborted one rank at exit, once, on a loaded machine.
     del wrapped, loader
-    gc.collect()  # the reducer's hooks form reference cycles
+    gc.collect()  # in case the wrapper sits in a reference cycle
     D.cleanup(info)
     return {"out": str(out), "start_step": start, "steps_run": completed - start,
             "finished": finished, "last_log": logged, "pairs": n_pairs, "interrupted": stop.signal is not None}
