@@ -100,8 +100,12 @@ def test_scaling_study_end_to_end(study_inputs, tmp_path, capsys):
         assert (out / f"pretrain-{f}" / "model.safetensors").is_file()
         m = json.loads((out / f"eval-{f}" / "metrics.json").read_text())
         assert m["config"]["init"] == str(out / f"pretrain-{f}") and m["mode"] == "loso"
+        # recognition confines PoI to the face (methods.RECOGNITION_DEFAULTS); the pretraining keeps the map
+        assert m["config"]["method"]["model"]["poi_prior"] == "face"
+        assert json.loads((out / f"pretrain-{f}" / "config.json").read_text())["model"]["poi_prior"] == "none"
     none = json.loads((out / "eval-none" / "metrics.json").read_text())
     assert none["config"]["init"] is None and not none["config"]["method"]["pretrained_init"]
+    assert none["config"]["method"]["model"]["poi_prior"] == "face"
 
     # a re-run finds everything done; another budget in the same folder is refused
     capsys.readouterr()
