@@ -87,8 +87,7 @@ class TrainedMethod:
     views; view v > 0: prediction view v of `view_weights`), param_groups(model) and input_size."""
 
     view_weights: list = []  # per extra prediction view, which samples have it ((N,) bool); set by prepare
-    margin: float | None = None  # crop margin of the aligned faces (the face cache's), recorded by save; set by
-    # the subclass's constructor
+    margin: float | None = None  # the face cache's crop margin: set by the constructor, recorded by save
 
     def fit(self, train_idx, labels, seed: int, val_idx=None, desc: str = "train") -> tuple[nn.Module, dict]:
         torch.manual_seed(seed)
