@@ -12,6 +12,7 @@ Gates, per patch (mean 1 is not needed: the ridge standardises each feature):
     learned PoI      the pretrained encoder's saliency of the apex (what `--model learned-poi` gates with)
     learned PoI, face / hull prior   the same map times the template's face region (ModelConfig.poi_prior):
                      what `--model micronbert` (the default) / `hull-poi` gate with
+    learned PoI, own prior   the same map times each clip's own hull (`own-poi`; model/poi.py own_log_prior)
     hull             the share of the patch inside the landmarks' convex hull
     hull+forehead    the same hull with the brows raised by the brow-to-eye distance (AU1/2/4 wrinkle
                      above the brows, outside the 68 points)
@@ -24,6 +25,7 @@ Input: a `benchmarks/motion.py --work W` folder; run it on a development copy (a
 on the benchmark that docs/motion.md's tables are scored on.
 
     python benchmarks/face_mask_probe.py DEV
+    python benchmarks/face_mask_probe.py W --mass-only   # where the saliency goes, no read-out: labels unused
 Prints one JSON object; a table goes to stderr.
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ from change_probe import pooled, ridge_loso  # noqa: E402
 from direction_probe import central, changes, composite_pairs  # noqa: E402
 
 from micronbert.faces.template import face_outline, hull_patch_share  # noqa: E402
-from micronbert.model.poi import face_log_prior  # noqa: E402
+from micronbert.model.poi import face_log_prior, own_log_prior  # noqa: E402
 
 
 def face_regions(landmarks: np.ndarray, size: int, patch: int) -> dict[str, np.ndarray]:
@@ -61,10 +63,10 @@ def crop_landmarks(work: Path, keys: list[str], size: int) -> np.ndarray:
     for key in keys:
         dataset, sample_id = key.split("/", 1)
         s = cache.load(dataset, sample_id)
-        if not (np.isfinite(s.landmarks).all() and np.isfinite(s.transform).all()):
+        lm = s.crop_landmarks()
+        if lm is None:
             raise SystemExit(f"{cache.path(dataset, sample_id)}: no landmarks in the face cache (no face found "
                              "by prepare, or an already-cropped clip); this probe needs them for every clip")
-        lm = s.landmarks @ s.transform[:, :2].T + s.transform[:, 2]
         out.append(lm * size / s.frames.shape[1])
     return np.stack(out)
 
@@ -94,6 +96,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("work", type=Path, help="a benchmarks/motion.py --work folder (development copy)")
     ap.add_argument("--lambdas", default="1,10,100")
+    ap.add_argument("--mass-only", action="store_true",
+                    help="only where the saliency goes (no read-out, labels unused: may run on the test benchmark)")
     args = ap.parse_args()
     lambdas = [float(s) for s in args.lambdas.split(",") if s]
     state, cfg, onset, apex, y, groups, classes, keys = composite_pairs(args.work)
@@ -107,34 +111,36 @@ def main() -> None:
     for p in ("face", "hull"):
         gated = sal * face_log_prior(dataclasses.replace(cfg, poi_prior=p)).exp()
         priors[f"learned PoI, {p} prior"] = gated / gated.mean(1, keepdim=True)
-    c = changes(state, cfg, onset, apex, cfg.dma_shift_px)
-    signals = {"map+direction": (torch.cat([c[0].unsqueeze(-1), central(c)], -1), (14, 7)),
-               "token change": (delta, (7, 4))}
-    gates = {"none": torch.ones_like(sal), "learned PoI": sal, **priors, **masks}
+    gated = sal * own_log_prior(masks["hull"]).exp()
+    priors["learned PoI, own prior"] = gated / gated.mean(1, keepdim=True)
+    rows = []
     face = masks["hull+forehead"].mean(0) >= 0.5
     background = (masks["hull+forehead"] == 0).all(0)
+    if not args.mass_only:
+        c = changes(state, cfg, onset, apex, cfg.dma_shift_px)
+        signals = {"map+direction": (torch.cat([c[0].unsqueeze(-1), central(c)], -1), (14, 7)),
+                   "token change": (delta, (7, 4))}
+        gates = {"none": torch.ones_like(sal), "learned PoI": sal, **priors, **masks}
 
-    rows = []
+        def score(signal, gate, cells, x):
+            res = {}
+            for lam in lambdas:
+                pred = ridge_loso(x.astype(np.float64), y, groups, lam, len(classes))
+                res[f"{lam:g}"] = {"uf1": round(classification_metrics(y, pred, classes)["uf1"], 4),
+                                   "wrong": int((pred != y).sum())}
+            rows.append({"signal": signal, "gate": gate, "cells": cells, "features": int(x.shape[1]),
+                         "by_lambda": res, "uf1_mean": round(float(np.mean([r["uf1"] for r in res.values()])), 4),
+                         "wrong_mean": round(float(np.mean([r["wrong"] for r in res.values()])), 1)})
+            print(f"{signal:14s} {gate:22s} {cells:3d} cells  UF1 {rows[-1]['uf1_mean']:.3f}  "
+                  f"wrong {rows[-1]['wrong_mean']:5.1f} of {len(y)}", file=sys.stderr)
 
-    def score(signal, gate, cells, x):
-        res = {}
-        for lam in lambdas:
-            pred = ridge_loso(x.astype(np.float64), y, groups, lam, len(classes))
-            res[f"{lam:g}"] = {"uf1": round(classification_metrics(y, pred, classes)["uf1"], 4),
-                               "wrong": int((pred != y).sum())}
-        rows.append({"signal": signal, "gate": gate, "cells": cells, "features": int(x.shape[1]), "by_lambda": res,
-                     "uf1_mean": round(float(np.mean([r["uf1"] for r in res.values()])), 4),
-                     "wrong_mean": round(float(np.mean([r["wrong"] for r in res.values()])), 1)})
-        print(f"{signal:14s} {gate:22s} {cells:3d} cells  UF1 {rows[-1]['uf1_mean']:.3f}  "
-              f"wrong {rows[-1]['wrong_mean']:5.1f} of {len(y)}", file=sys.stderr)
-
-    for signal, (x, cell_list) in signals.items():
-        for cells in cell_list:
-            for gate, g in gates.items():
-                score(signal, gate, cells, pooled(x * g.unsqueeze(-1), cells))
-    x = signals["map+direction"][0].numpy()
-    score("map+direction", "only face patches", 14, x[:, face.numpy()].reshape(len(y), -1))
-    score("map+direction", "only background patches", 14, x[:, background.numpy()].reshape(len(y), -1))
+        for signal, (x, cell_list) in signals.items():
+            for cells in cell_list:
+                for gate, g in gates.items():
+                    score(signal, gate, cells, pooled(x * g.unsqueeze(-1), cells))
+        x = signals["map+direction"][0].numpy()
+        score("map+direction", "only face patches", 14, x[:, face.numpy()].reshape(len(y), -1))
+        score("map+direction", "only background patches", 14, x[:, background.numpy()].reshape(len(y), -1))
 
     def spread(saliency):
         s = (saliency / saliency.sum(1, keepdim=True)).numpy()

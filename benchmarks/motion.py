@@ -18,6 +18,7 @@ for every method below and every --seeds entry:
     learned-poi      PoI's learned saliency alone, without the face prior (the paper's PoI; `micronbert` until
                      the face prior became the default: runs of `micronbert` made before then are this row)
     hull-poi         PoI confined to the 68-point hull alone (no forehead)
+    own-poi          PoI confined to each clip's own 68-landmark hull (the face cache's landmarks)
     face-poi-pretrained  micronbert on an encoder pretrained with the face prior too (`pretrain --poi-prior
                      face`: pretraining's PoI gating also looks at the face)
     no-registration  apex not registered onto the onset
@@ -69,13 +70,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, git_commit, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
-METHODS = ("micronbert", "no-dma", "no-poi", "learned-poi", "hull-poi", "face-poi-pretrained", "no-registration",
-           "no-direction", "with-fdma", "early-direction", "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn",
+METHODS = ("micronbert", "no-dma", "no-poi", "learned-poi", "hull-poi", "own-poi", "face-poi-pretrained",
+           "no-registration", "no-direction", "with-fdma", "early-direction", "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn",
            "flow-cnn-registered", "shuffled")
 # The label-free pretrainings (W/pretrained_<name>): their `pretrain` switches and the rows that start from them.
 PRETRAININGS = {
-    "ours": ([], ("micronbert", "no-dma", "no-poi", "learned-poi", "hull-poi", "no-registration", "no-direction",
-                  "with-fdma", "early-direction", "shuffled")),
+    "ours": ([], ("micronbert", "no-dma", "no-poi", "learned-poi", "hull-poi", "own-poi", "no-registration",
+                  "no-direction", "with-fdma", "early-direction", "shuffled")),
     "paper": (["--dma-temperature", "0", "--identity-weight", "0"], ("paper",)),
     "face": (["--poi-prior", "face"], ("face-poi-pretrained",)),
 }

@@ -68,7 +68,7 @@ def augmented_probs(model, onset: np.ndarray, apex: np.ndarray, recipe: dict, vi
     out = []
     with torch.no_grad():
         for _ in range(views):
-            oa, aa = paired_augment(o, a, cfg, gen)
+            oa, aa, _ = paired_augment(o, a, cfg, gen)
             out.append(torch.softmax(model(normalise_images(oa), normalise_images(aa)).float(), -1).numpy())
     return out
 

@@ -26,8 +26,10 @@ SELF_NORMALISED_SIGNALS = ("cosine", "distance")
 # Which encoder output DMA's Q and K compare (model/mubert.py): the final, per-token LayerNormed tokens,
 # or the residual stream before that norm.
 DMA_COMPARED = ("tokens", "residual")
-# Where the PoI saliency may look (ModelConfig.poi_prior): nowhere in particular, the face, the 68-point hull.
-POI_PRIORS = ("none", "face", "hull")
+# Where the PoI saliency may look (ModelConfig.poi_prior): nowhere in particular, the template face, the
+# template's 68-point hull, each clip's own 68-point hull. Pretraining's frame pairs carry no landmarks.
+POI_PRIORS = ("none", "face", "hull", "own")
+PRETRAIN_POI_PRIORS = ("none", "face", "hull")
 
 
 @dataclass
@@ -71,9 +73,10 @@ class ModelConfig:
     poi_temperature: float = 0.5
     # A face prior on the saliency (model/poi.py): "none" (the paper: the learned map alone), "face" (the
     # template's 68-landmark hull with the forehead above the brows, where alignment puts every face) or
-    # "hull" (the 68-point hull alone); patches outside weigh POI_PRIOR_FLOOR. poi_prior_margin is the
-    # crop margin the faces were aligned with (prepare --margin): commands given a face cache set it from
-    # the cache (place_poi_prior).
+    # "hull" (the 68-point hull alone) or "own" (each clip's own 68-landmark hull, given per sample with the
+    # frames; the template hull where a pair comes without one); patches outside weigh POI_PRIOR_FLOOR.
+    # poi_prior_margin is the crop margin the faces were aligned with (prepare --margin): commands given a
+    # face cache set it from the cache (place_poi_prior).
     poi_prior: str = "none"
     poi_prior_margin: float = 0.15
     proj_dim: int = 256           # mse variant: projector/predictor width

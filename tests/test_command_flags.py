@@ -58,5 +58,8 @@ def test_poi_prior_flag_and_a_rows_own_prior_reach_the_pretraining_config():
     # micronbert's face prior is a recognition default (methods.RECOGNITION_DEFAULTS): pretraining keeps the map
     assert _scaling("--model", "micronbert")[0].poi_prior == "none"
     assert _scaling("--model", "hull-poi")[0].poi_prior == "hull"
-    with pytest.raises(SystemExit):
-        _pretrain("--poi-prior", "eyes")
+    # each clip's own hull needs its landmarks, which pretraining's frame pairs do not carry
+    assert _scaling("--model", "own-poi")[0].poi_prior == "none"
+    for bad in ("eyes", "own"):
+        with pytest.raises(SystemExit):
+            _pretrain("--poi-prior", bad)

@@ -117,7 +117,7 @@ def setup_threads(args):
 def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     """The pretraining flags (model preset and ablations, PretrainConfig), defaults from the config dataclasses.
     budget/seed: also --steps and --seed (`scaling` states its own budget and one seed for everything)."""
-    from micronbert.config import DMA_COMPARED, DMA_SIGNALS, POI_PRIORS, ModelConfig, PretrainConfig
+    from micronbert.config import DMA_COMPARED, DMA_SIGNALS, PRETRAIN_POI_PRIORS, ModelConfig, PretrainConfig
 
     d, md = PretrainConfig(), ModelConfig()  # one place states the defaults: the config dataclasses
     p.add_argument("--preset", default="tiny", help="model preset: small (official), tiny, test")
@@ -155,7 +155,7 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
                         "trained parameter to get a gradient)")
     p.add_argument("--no-dma", action="store_true", help="ablation: plain cross-attention instead of DMA")
     p.add_argument("--no-poi", action="store_true", help="ablation: no PoI gating, no agreement loss")
-    p.add_argument("--poi-prior", choices=list(POI_PRIORS), default=md.poi_prior,
+    p.add_argument("--poi-prior", choices=list(PRETRAIN_POI_PRIORS), default=md.poi_prior,
                    help="confine PoI's saliency to where alignment puts the face while pretraining: 'face' "
                         "(landmark hull and forehead), 'hull' (the 68-point hull); 'none' = the paper's learned "
                         "map alone (recognition adds the face prior anyway: evaluate --model micronbert)")

@@ -22,6 +22,7 @@ def pretrain_switches(model: str) -> list[str]:
     """`micronbert pretrain` flags for a model's config switches (no-dma -> --no-dma, no-poi -> --no-poi,
     hull-poi -> --poi-prior hull); the recognition defaults (methods.RECOGNITION_DEFAULTS) are not pretrained
     with, as `micronbert pretrain` does not."""
+    from micronbert.config import PRETRAIN_POI_PRIORS
     from micronbert.train.methods import METHODS
 
     flags = {"use_dma": "--no-dma", "use_poi": "--no-poi"}
@@ -30,7 +31,7 @@ def pretrain_switches(model: str) -> list[str]:
     for k, v in METHODS[model].switches.items():
         if k in flags and v is False:
             out.append(flags[k])
-        elif k in valued:
+        elif k in valued and not (k == "poi_prior" and v not in PRETRAIN_POI_PRIORS):  # own hulls: recognition only
             out += [valued[k], str(v)]
     return out
 

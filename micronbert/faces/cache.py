@@ -68,6 +68,13 @@ class CachedSample:
         """The aligned (S, S, 3) crop of frame `number` (nearest available frame if not cached)."""
         return self.frames[self.position(number)]
 
+    def crop_landmarks(self) -> np.ndarray | None:
+        """(68, 2) the reference frame's landmarks in crop pixels (x, y), None where none were detected."""
+        lm, tf = np.asarray(self.landmarks, np.float64), np.asarray(self.transform, np.float64)
+        if lm.shape != (68, 2) or tf.shape != (2, 3) or not (np.isfinite(lm).all() and np.isfinite(tf).all()):
+            return None
+        return lm @ tf[:, :2].T + tf[:, 2]
+
     @property
     def onset(self) -> np.ndarray:
         return self.frame(self.meta["onset"])

@@ -102,15 +102,35 @@ def face_outline(landmarks: np.ndarray, forehead: bool = True) -> np.ndarray:
     return np.vstack([lm, brows + (brows.mean(0) - lm[REGIONS["eyes"]].mean(0))])
 
 
-def hull_patch_share(points, size: int, patch: int) -> np.ndarray:
-    """The share of each patch (grid² vector, row-major) of a size × size crop inside the convex hull of
-    `points` ((K, 2) x, y in crop pixels)."""
+def hull_mask(points, size: int) -> np.ndarray:
+    """(size, size) uint8, 1 inside the convex hull of `points` ((K, 2) x, y in crop pixels), else 0."""
     import cv2
 
     mask = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.asarray(points, np.float32)).astype(np.int32), 1)
-    g = size // patch
-    return mask.reshape(g, patch, g, patch).mean(axis=(1, 3)).reshape(-1)
+    return mask
+
+
+def patch_share(mask: np.ndarray, patch: int) -> np.ndarray:
+    """Per patch (grid² vector, row-major) of a square mask, its mean: the share of the patch inside."""
+    g = mask.shape[0] // patch
+    return mask[:g * patch, :g * patch].reshape(g, patch, g, patch).mean(axis=(1, 3)).reshape(-1)
+
+
+def hull_patch_share(points, size: int, patch: int) -> np.ndarray:
+    """The share of each patch (grid² vector, row-major) of a size × size crop inside the convex hull of
+    `points` ((K, 2) x, y in crop pixels)."""
+    return patch_share(hull_mask(points, size), patch)
+
+
+def own_hull_mask(landmarks: np.ndarray | None, size: int, margin: float | None = None,
+                  scale: float = 1.0) -> np.ndarray:
+    """(size, size) uint8, 1 inside a face's own 68-landmark hull (`landmarks` in crop pixels, times `scale`
+    for a crop resized to `size`); the template's hull (crop margin `margin`, default DEFAULT_MARGIN) where
+    the face has no landmarks (None or NaN): alignment puts the face there."""
+    if landmarks is None or not np.isfinite(np.asarray(landmarks, np.float64)).all():
+        return hull_mask(template_landmarks(size, DEFAULT_MARGIN if margin is None else margin), size)
+    return hull_mask(np.asarray(landmarks, np.float64) * scale, size)
 
 
 def template_face_share(size: int, patch: int, margin: float = DEFAULT_MARGIN, forehead: bool = True) -> np.ndarray:

@@ -91,8 +91,8 @@ class MicronBert:
 
     @torch.no_grad()
     def forward_batch(self, onsets: np.ndarray, apexes: np.ndarray, batch_size: int = 16,
-                      neighbours: np.ndarray | None = None, has_neighbour: np.ndarray | None = None
-                      ) -> dict[str, np.ndarray]:
+                      neighbours: np.ndarray | None = None, has_neighbour: np.ndarray | None = None,
+                      face: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """uint8 (B, S, S, 3) onsets/apexes (already `size`) -> probabilities (B, C), dma_map/poi_map (B, g, g)
         and, when the model has directional DMA (model.shift_px > 0), dma_motion (B, g, g, 2): each patch's
         signed motion (x, y), positive = right / down (the key is absent otherwise).
@@ -100,7 +100,9 @@ class MicronBert:
         Probabilities are averaged over the prediction views the classifier was evaluated with
         (`PairData.prediction_views`): with `test_flip` each pair's mirror image, with `test_neighbours`
         and `neighbours` (B, K, S, S, 3) the frames around each apex (`has_neighbour` (B, K): which are real),
-        each registered and run like any pair. The maps are always the pair's own."""
+        each registered and run like any pair. The maps are always the pair's own. `face` (B, S, S) uint8:
+        each clip's own face mask (faces/template.own_hull_mask), read by a classifier whose PoI prior is
+        "own" (without it, such a classifier uses the template's hull)."""
         from micronbert.train.pairdata import PairData
 
         probs, dmas, pois, motions = [], [], [], []
@@ -109,14 +111,16 @@ class MicronBert:
             near = None if neighbours is None else np.asarray(neighbours[part])
             has = (None if near is None else np.ones(near.shape[:2], bool) if has_neighbour is None
                    else np.asarray(has_neighbour[part], bool))
-            data = PairData(np.asarray(onsets[part]), np.asarray(apexes[part]), near, has)
+            data = PairData(np.asarray(onsets[part]), np.asarray(apexes[part]), near, has,
+                            None if face is None else np.asarray(face[part]))
             views = data.prediction_views(self.test_flip, self.test_neighbours)
-            out = self._forward(data.onset, data.apex)
+            out = self._forward(data.onset, data.apex, data.face)
             total = torch.softmax(out["logits"].float(), -1).cpu().numpy()
             count = np.ones(len(data))
             for view, weight in views[1:]:
                 if weight.any():
-                    logits = self._forward(view.onset[weight], view.apex[weight])["logits"]
+                    logits = self._forward(view.onset[weight], view.apex[weight],
+                                           None if view.face is None else view.face[weight])["logits"]
                     total[weight] += torch.softmax(logits.float(), -1).cpu().numpy()
                     count += weight
             g = self.grid
@@ -131,27 +135,34 @@ class MicronBert:
             res["dma_motion"] = np.concatenate(motions)
         return res
 
-    def _forward(self, onset: np.ndarray, apex: np.ndarray) -> dict:
+    def _forward(self, onset: np.ndarray, apex: np.ndarray, face: np.ndarray | None = None) -> dict:
         from micronbert.faces.register import register_pairs
         from micronbert.model.mubert import normalise_images
+        from micronbert.model.poi import mask_patch_share
 
         registration = getattr(self.config, "registration", "none")
         if registration != "none":
             apex = register_pairs(onset, apex, registration)
         a = normalise_images(torch.from_numpy(np.ascontiguousarray(onset)).to(self.device))
         b = normalise_images(torch.from_numpy(np.ascontiguousarray(apex)).to(self.device))
-        return self.model.forward_all(a, b)
+        share = (None if face is None else
+                 mask_patch_share(torch.from_numpy(np.ascontiguousarray(face)).to(self.device), self.config.patch_size))
+        return self.model.forward_all(a, b, share)
 
-    def predict_pair(self, onset, apex) -> dict[str, Any]:
+    def predict_pair(self, onset, apex, landmarks: np.ndarray | None = None) -> dict[str, Any]:
         """Aligned RGB uint8 face images (arrays or paths) -> {probabilities {class: p}, label, dma_map, poi_map}
-        (+ dma_motion with directional DMA).
+        (+ dma_motion with directional DMA). `landmarks` (68, 2): the face's landmarks in the aligned image's
+        pixels (FaceAligner's `landmarks_aligned`), read by a classifier whose PoI prior is "own".
 
         The maps are (grid, grid): dma_map is the DMA diagonal (low = the face changed there), poi_map the
         PoI saliency (mean 1). dma_motion (grid, grid, 2) is which way each patch moved (x, y; positive =
         right / down, in DMA's units, not pixels); it is there only for a model with directional DMA
         (ModelConfig.dma_shift_px > 0, grid head, DMA on), absent for older or ablated classifiers.
         """
-        out = self.forward_batch(as_rgb(onset, self.size)[None], as_rgb(apex, self.size)[None])
+        from micronbert.faces.template import own_hull_mask
+
+        face = None if landmarks is None else own_hull_mask(landmarks, self.size)[None]
+        out = self.forward_batch(as_rgb(onset, self.size)[None], as_rgb(apex, self.size)[None], face=face)
         p = out["probabilities"][0]
         res = {"probabilities": {c: float(v) for c, v in zip(self.classes, p)},
                "label": self.classes[int(p.argmax())],

@@ -5,6 +5,8 @@ Graph contract (written into the model's metadata too):
                          inside the graph, so a deployment needs no knowledge of our statistics. The
                          apex must already be registered onto the onset when the model's config has
                          `registration` (faces/register.register_pair; ECC is not an ONNX op)
+           face_mask     uint8 (B, S, S), only for a classifier whose PoI prior is "own": 1 inside the
+                         face's own 68-landmark hull in the aligned crop (faces/template.own_hull_mask)
   outputs  probabilities float32 (B, C)     softmax over config.json's classes; when the classifier's recipe
                          has `test_flip`, the mean of the pair's and of its mirror image's (the given,
                          registered pair flipped left-right inside the graph), as `evaluate` scored it;
@@ -33,6 +35,7 @@ from torch import nn
 from micronbert.config import IMAGENET_MEAN, IMAGENET_STD
 from micronbert.errors import MicronbertError
 from micronbert.model.dma import DiagonalMicroAttention, diagonal_attention_traceable
+from micronbert.model.poi import mask_patch_share
 
 OPSET = 17
 
@@ -56,7 +59,8 @@ def export_mode(model: nn.Module):
 
 
 class ExportableClassifier(nn.Module):
-    """uint8 NHWC onset/apex -> (probabilities, dma_map, poi_map[, dma_motion]): the graph contract above."""
+    """uint8 NHWC onset/apex[, face_mask] -> (probabilities, dma_map, poi_map[, dma_motion]): the graph contract
+    above."""
 
     def __init__(self, classifier: nn.Module, size: int, mirror: bool = False):
         super().__init__()
@@ -69,11 +73,14 @@ class ExportableClassifier(nn.Module):
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         return (x.permute(0, 3, 1, 2).float() - self.mean) / self.std
 
-    def forward(self, onset: torch.Tensor, apex: torch.Tensor):
-        out = self.classifier.forward_all(self._norm(onset), self._norm(apex))
+    def forward(self, onset: torch.Tensor, apex: torch.Tensor, face_mask: torch.Tensor | None = None):
+        patch = self.classifier.cfg.patch_size
+        share = lambda m: None if m is None else mask_patch_share(m, patch)  # noqa: E731
+        out = self.classifier.forward_all(self._norm(onset), self._norm(apex), share(face_mask))
         probs = torch.softmax(out["logits"], dim=-1)
-        if self.mirror:  # NHWC: width is dim 2
-            flipped = self.classifier.forward_all(self._norm(onset.flip(2)), self._norm(apex.flip(2)))
+        if self.mirror:  # NHWC: width is dim 2 (the mask's too)
+            flipped = self.classifier.forward_all(self._norm(onset.flip(2)), self._norm(apex.flip(2)),
+                                                  share(None if face_mask is None else face_mask.flip(2)))
             probs = (probs + torch.softmax(flipped["logits"], dim=-1)) / 2
         g = self.grid
         maps = (probs, out["dma_map"].reshape(-1, g, g), out["poi_map"].reshape(-1, g, g))
@@ -82,6 +89,14 @@ class ExportableClassifier(nn.Module):
     @property
     def with_motion(self) -> bool:
         return bool(self.classifier.shift_px)  # the model reads direction (model/direction.direction_px)
+
+    @property
+    def with_face(self) -> bool:
+        return self.classifier.cfg.use_poi and self.classifier.cfg.poi_prior == "own"
+
+    @property
+    def input_names(self) -> list[str]:
+        return ["onset", "apex"] + (["face_mask"] if self.with_face else [])
 
     @property
     def output_names(self) -> list[str]:
@@ -103,28 +118,41 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, opset:
     mirror, neighbours = bool(recipe.get("test_flip", False)), bool(recipe.get("test_neighbours", False))
     wrapper = ExportableClassifier(model, size, mirror).eval()
     gen = torch.Generator().manual_seed(seed)
-    example = tuple(torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen) for _ in range(2))
+    example = example_inputs(wrapper, batch, size, gen)
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    names = wrapper.output_names
+    names, inputs = wrapper.output_names, wrapper.input_names
     with export_mode(wrapper), torch.no_grad(), warnings.catch_warnings(), atomic_path(onnx_path) as tmp:
         try:
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # fixed input size: expected
-            torch.onnx.export(wrapper, example, str(tmp), input_names=["onset", "apex"], output_names=names,
-                              dynamic_axes={n: {0: "batch"} for n in ["onset", "apex", *names]},
+            torch.onnx.export(wrapper, example, str(tmp), input_names=inputs, output_names=names,
+                              dynamic_axes={n: {0: "batch"} for n in [*inputs, *names]},
                               opset_version=opset, dynamo=False, do_constant_folding=True)
         except Exception as exc:  # the exporter's errors are long; keep the first line
             raise MicronbertError(f"ONNX export of {weights} failed: {str(exc).splitlines()[0]}") from exc
         _add_metadata(tmp, classes, size, cfg.patch_size, getattr(cfg, "registration", "none"), mirror,
-                      neighbours, (data.get("input") or {}).get("margin"))
+                      neighbours, (data.get("input") or {}).get("margin"), wrapper.with_face)
     result = {"onnx": str(onnx_path), "classes": classes, "size": size, "opset": opset}
     if check:
         result["max_abs_diff"] = compare_onnx(wrapper, onnx_path, size, seed=seed + 1)
     return result
 
 
+def example_inputs(wrapper: "ExportableClassifier", batch: int, size: int, gen: torch.Generator) -> tuple:
+    """Random uint8 faces for the graph's inputs (and, when it takes one, each face's mask: its template hull
+    moved by a random offset)."""
+    frames = tuple(torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen) for _ in range(2))
+    if not wrapper.with_face:
+        return frames
+    from micronbert.faces.template import own_hull_mask, template_landmarks
+
+    shifts = torch.randint(-size // 8, size // 8 + 1, (batch, 2), generator=gen).numpy()
+    masks = np.stack([own_hull_mask(template_landmarks(size) + s, size) for s in shifts])
+    return (*frames, torch.from_numpy(masks))
+
+
 def _add_metadata(path, classes, size, patch, registration: str, mirror: bool, neighbours: bool,
-                  margin: float | None) -> None:
+                  margin: float | None, face_mask: bool = False) -> None:
     import onnx
 
     m = onnx.load(str(path))
@@ -133,7 +161,9 @@ def _add_metadata(path, classes, size, patch, registration: str, mirror: bool, n
              **({} if margin is None else {"margin": margin}),  # the crop margin the model was trained on
              "normalisation": "inside the graph (ImageNet mean/std)",
              # the apex registered onto the onset before the graph (ECC is not an ONNX op)
-             "apex_registration": registration}), "patch_size": str(patch),
+             "apex_registration": registration,
+             **({"face_mask": "uint8 (B, S, S): 1 inside the face's own 68-landmark hull"} if face_mask else {})}),
+            "patch_size": str(patch),
             "probabilities": ("mean of the pair and its mirror image" if mirror else "the pair") + (
                 "; evaluated as the mean of this output over the pairs (onset, apex - 1), (onset, apex), "
                 "(onset, apex + 1) where the clip has those frames" if neighbours else "")}.items():
@@ -148,11 +178,10 @@ def compare_onnx(wrapper: nn.Module, onnx_path, size: int, batch: int = 3, seed:
         import onnxruntime as ort
     except ImportError as exc:
         raise MicronbertError("checking the export needs onnxruntime (pip install 'micronbert[export]')") from exc
-    gen = torch.Generator().manual_seed(seed)
-    a, b = (torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=gen) for _ in range(2))
+    inputs = example_inputs(wrapper, batch, size, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        ref = [t.numpy() for t in wrapper(a, b)]
+        ref = [t.numpy() for t in wrapper(*inputs)]
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"onset": a.numpy(), "apex": b.numpy()})
+    got = sess.run(None, {n: x.numpy() for n, x in zip(wrapper.input_names, inputs)})
     names = [o.name for o in sess.get_outputs()]
     return {n: float(np.abs(r - g).max()) for n, r, g in zip(names, ref, got)}

@@ -159,7 +159,7 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
 
     from micronbert.faces import FaceAligner
     from micronbert.faces.media import FrameSkips, clip_shape
-    from micronbert.faces.template import DEFAULT_MARGIN
+    from micronbert.faces.template import DEFAULT_MARGIN, own_hull_mask
     from micronbert.infer.spotting import MotionStream, propose_intervals, spotting_window, threshold_level
     from micronbert.utils.progress import progress
 
@@ -283,7 +283,10 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
     near = [apex_neighbours(range(t_len), iv.onset, iv.apex, iv.offset) for iv in intervals]
     has_near = np.array([[p is not None and p in result.crops for p in ps] for ps in near])
     thirds = np.stack([[result.crops[p] if h else blank for p, h in zip(ps, hs)] for ps, hs in zip(near, has_near)])
-    out = mb.forward_batch(firsts, seconds, neighbours=thirds, has_neighbour=has_near)
+    # the reference face's own hull in the crop, as prepare caches it (read by a classifier with PoI prior "own")
+    hull = own_hull_mask(det.landmarks @ m[:, :2].T + m[:, 2], aligner.size)
+    out = mb.forward_batch(firsts, seconds, neighbours=thirds, has_neighbour=has_near,
+                           face=np.repeat(hull[None], len(intervals), 0))
     timings["model_s"] = time.perf_counter() - t0
 
     rows = []

@@ -90,8 +90,10 @@ def load_classifier(path, device: str | torch.device = "cpu",
 
 
 @torch.no_grad()
-def predict_pairs(model: nn.Module, onset: np.ndarray, apex: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities (B, C) for aligned uint8 (B, S, S, 3) onset/apex frames, for either model type."""
+def predict_pairs(model: nn.Module, onset: np.ndarray, apex: np.ndarray, batch_size: int = 32,
+                  face: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities (B, C) for aligned uint8 (B, S, S, 3) onset/apex frames, for either model type;
+    `face` (B, S, S): each clip's own face mask, read by a μ-BERT with the PoI prior "own"."""
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -109,8 +111,11 @@ def predict_pairs(model: nn.Module, onset: np.ndarray, apex: np.ndarray, batch_s
             logits = model(x.to(device))
         else:
             from micronbert.model.mubert import normalise_images
+            from micronbert.model.poi import mask_patch_share
 
-            logits = model(normalise_images(to_float(o, device)), normalise_images(to_float(a, device)))
+            share = (None if face is None else
+                     mask_patch_share(torch.as_tensor(face[s:s + batch_size], device=device), model.cfg.patch_size))
+            logits = model(normalise_images(to_float(o, device)), normalise_images(to_float(a, device)), share)
         out.append(torch.softmax(logits.float(), -1).cpu())
     return torch.cat(out).numpy()
 

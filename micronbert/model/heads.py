@@ -151,19 +151,22 @@ class MicronBertClassifier(nn.Module):
                 out[j] = h
         return out
 
-    def from_frames(self, hidden: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    def from_frames(self, hidden: list[torch.Tensor] | tuple[torch.Tensor, ...],
+                    face_share: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """From the residual streams of pair_frames, each after its frame_depths blocks."""
         n = len(SHIFTS) if self.shift_px else 0
         early_onset = hidden[2 + n] if self.direction_blocks < self.cfg.depth else None
-        return self.from_hidden(hidden[0], hidden[1], hidden[2:2 + n], early_onset)
+        return self.from_hidden(hidden[0], hidden[1], hidden[2:2 + n], early_onset, face_share)
 
     def from_hidden(self, hid_onset: torch.Tensor, hid_apex: torch.Tensor,
                     hid_shifted: tuple[torch.Tensor, ...] | list[torch.Tensor] = (),
-                    hid_onset_direction: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                    hid_onset_direction: torch.Tensor | None = None,
+                    face_share: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """From the encoder's residual streams (so a frozen encoder's outputs can be cached and reused);
         `hid_shifted`: the shifted apexes' in pair_frames order (needed with directional DMA);
-        `hid_onset_direction`: the onset's after direction_blocks blocks, when that is fewer than all."""
-        micro = self.backbone.micro_features(hid_onset, hid_apex)
+        `hid_onset_direction`: the onset's after direction_blocks blocks, when that is fewer than all;
+        `face_share` (B, N): the clip's own face hull per patch (`micro_features`; poi_prior "own")."""
+        micro = self.backbone.micro_features(hid_onset, hid_apex, face_share=face_share)
         if self.shift_px:
             if (hid_onset_direction is None) != (self.direction_blocks == self.cfg.depth):
                 raise ValueError(f"directional DMA reads the onset after {self.direction_blocks} blocks: pass "
@@ -173,13 +176,14 @@ class MicronBertClassifier(nn.Module):
         micro["logits"] = self.head(micro)
         return micro
 
-    def forward_all(self, onset: torch.Tensor, apex: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_all(self, onset: torch.Tensor, apex: torch.Tensor,
+                    face_share: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         frames = self.pair_frames(onset, apex)
         embedded = self.backbone.encoder.hidden(torch.cat(frames, dim=0), 0).chunk(len(frames), dim=0)
-        return self.from_frames(self.advance(list(embedded), [0] * len(frames)))
+        return self.from_frames(self.advance(list(embedded), [0] * len(frames)), face_share)
 
-    def forward(self, onset: torch.Tensor, apex: torch.Tensor) -> torch.Tensor:
-        return self.forward_all(onset, apex)["logits"]
+    def forward(self, onset: torch.Tensor, apex: torch.Tensor, face_share: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_all(onset, apex, face_share)["logits"]
 
     def load_backbone(self, state: dict[str, torch.Tensor]) -> list[str]:
         """Load pretrained μ-BERT weights (decoder/teacher keys ignored); returns the missing keys."""

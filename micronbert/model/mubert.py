@@ -18,7 +18,7 @@ from micronbert.model.decoder import PixelDecoder, patchify
 from micronbert.model.direction import SHIFTS, motion_from_changes
 from micronbert.model.dma import DiagonalMicroAttention
 from micronbert.model.encoder import ViTEncoder
-from micronbert.model.poi import ContextAgreement, face_log_prior, poi_saliency
+from micronbert.model.poi import ContextAgreement, face_log_prior, own_log_prior, poi_saliency
 from micronbert.model.swapping import blockwise_swap
 
 
@@ -68,15 +68,19 @@ class MicronBertModel(nn.Module):
     def _change(self, compared_first: torch.Tensor, compared_second: torch.Tensor) -> torch.Tensor:
         return -torch.log(self.dma.change_map(*self._query_key(compared_first, compared_second)).clamp_min(1e-8))
 
-    def micro_features(self, hid_first: torch.Tensor, hid_second: torch.Tensor,
-                       match: bool = False) -> dict[str, torch.Tensor]:
+    def micro_features(self, hid_first: torch.Tensor, hid_second: torch.Tensor, match: bool = False,
+                       face_share: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Residual streams of the first (Ĩ_t / onset) and second (I_{t+δ} / apex) frame -> gated DMA
-        features, maps and the normalised tokens (match=True: also DMA's softmax diagonal, "match_map")."""
+        features, maps and the normalised tokens (match=True: also DMA's softmax diagonal, "match_map").
+        `face_share` (B, N): each patch's share inside the clip's own face hull, read with poi_prior "own"
+        only (without it, or with any other prior, the config's fixed prior applies)."""
         tok_first, tok_second = self.encoder.norm(hid_first), self.encoder.norm(hid_second)
         compared = self._query_key(self._compared(hid_first, tok_first), self._compared(hid_second, tok_second))
         feats, dma_map, *softmax_diag = self.dma(*compared, tok_first[:, 1:], match=match)
         if self.cfg.use_poi:
-            sal = poi_saliency(tok_second, self.cfg.poi_temperature, self.poi_log_prior)
+            own = face_share is not None and self.cfg.poi_prior == "own"
+            sal = poi_saliency(tok_second, self.cfg.poi_temperature,
+                               own_log_prior(face_share) if own else self.poi_log_prior)
         else:
             sal = torch.ones_like(dma_map)
         out = {"features": feats * sal.unsqueeze(-1), "dma_map": dma_map, "poi_map": sal,
@@ -106,9 +110,10 @@ class MicronBertModel(nn.Module):
         return hidden.chunk(2, dim=0)
 
     @torch.no_grad()
-    def maps(self, first: torch.Tensor, second: torch.Tensor) -> dict[str, torch.Tensor]:
-        """DMA and PoI maps (B, grid, grid) for normalised frames (B, 3, H, W)."""
-        out = self.micro_features(*self.encode_pair(first, second))
+    def maps(self, first: torch.Tensor, second: torch.Tensor,
+             face_share: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """DMA and PoI maps (B, grid, grid) for normalised frames (B, 3, H, W) (`face_share`: as micro_features)."""
+        out = self.micro_features(*self.encode_pair(first, second), face_share=face_share)
         g = first.shape[-1] // self.cfg.patch_size
         return {"dma_map": out["dma_map"].view(-1, g, g), "poi_map": out["poi_map"].view(-1, g, g)}
 

@@ -20,6 +20,7 @@ from micronbert.errors import MicronbertError
 from micronbert.model.classifier import to_float
 from micronbert.model.heads import MicronBertClassifier
 from micronbert.model.mubert import normalise_images
+from micronbert.model.poi import mask_patch_share
 from micronbert.train.finetune import BatchLogits, TrainedMethod
 from micronbert.train.flow_baseline import FlowCNNMethod, FlowConfig
 from micronbert.train.pairdata import PairData
@@ -44,6 +45,7 @@ class MicronBertMethod(TrainedMethod):
         self.name = name
         self.data: PairData | None = None
         self.tokens: tuple[torch.Tensor, ...] | None = None  # cached hidden states, one per pair frame
+        self.shares: torch.Tensor | None = None  # (V, N, P) cached views' own-face share per patch (prior "own")
         self.cached_depths: list[int] = []  # how many blocks each cached frame went through
         self.view_data: list[PairData] = []  # the prediction views' pairs, registered (recipe.test_flip/neighbours)
         self.view_weights: list[np.ndarray] = []  # which samples have each view
@@ -105,30 +107,51 @@ class MicronBertMethod(TrainedMethod):
             # per frame of pair_frames (onset, apex, shifted apexes, ...): one (V, N, 1+P, D) block, after the
             # frozen blocks or fewer (a frame that directional DMA reads earlier)
             self.cached_depths = [min(d, self.first_trained_block) for d in model.frame_depths]
-            self.tokens = self._encode(model, self.data, n_views, torch.Generator().manual_seed(seed + 7919))
+            self.tokens, self.shares = self._encode(model, self.data, n_views,
+                                                    torch.Generator().manual_seed(seed + 7919))
+
+    @property
+    def own_face(self) -> bool:
+        """Whether the model reads each clip's own face hull (poi_prior "own") and the pairs carry it."""
+        return self.cfg.use_poi and self.cfg.poi_prior == "own" and self.data is not None and self.data.face is not None
+
+    def _face(self, data: PairData, idx) -> torch.Tensor | None:
+        """(B, S, S) face masks in [0, 1] of samples `idx`, or None when the model does not read them."""
+        if not self.own_face or data.face is None:
+            return None
+        return torch.as_tensor(data.face[idx], device=self.device).float()
 
     @torch.no_grad()
-    def _encode(self, model, data: PairData, views: int, gen) -> tuple[torch.Tensor, ...]:
-        """The frozen part's output for every frame of every pair: view 0 the pair, views 1.. augmented."""
+    def _encode(self, model, data: PairData, views: int, gen) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """The frozen part's output for every frame of every pair: view 0 the pair, views 1.. augmented; and
+        with the prior "own", each view's face share per patch (the mask moved as the view moved the face)."""
         encoder = model.backbone.encoder
         keep = torch.float16 if self.device.type == "cuda" else torch.float32
         outs: list[list] = [[] for _ in range(model.frames_per_pair)]
+        shares: list = []
         for start in progress(range(0, len(data), 32), desc="encode (frozen)", unit="batch", leave=False):
             onset = to_float(data.onset[start:start + 32], self.device)
             apex = to_float(data.apex[start:start + 32], self.device)
+            face = self._face(data, slice(start, start + 32))
             per_view: list[list] = [[] for _ in outs]
+            per_view_share = []
             for v in range(views):
-                o, a = (onset, apex) if v == 0 else paired_augment(onset, apex, self.recipe, gen)
+                o, a, f = (onset, apex, face) if v == 0 else paired_augment(onset, apex, self.recipe, gen, face)
                 for j, x in enumerate(model.pair_frames(normalise_images(o), normalise_images(a))):
                     per_view[j].append(encoder.hidden(x, self.cached_depths[j]).to(keep))
+                if f is not None:
+                    per_view_share.append(mask_patch_share(f, self.cfg.patch_size))
             for j, hid in enumerate(per_view):
                 outs[j].append(torch.stack(hid))
-        return tuple(torch.cat(o, 1) for o in outs)
+            if per_view_share:
+                shares.append(torch.stack(per_view_share))
+        return tuple(torch.cat(o, 1) for o in outs), (torch.cat(shares, 1) if shares else None)
 
     def batch_logits(self, model, view: int = 0) -> BatchLogits:
         """Logits of samples `idx`: view 0 their pairs (training: a random cached view), view v > 0 their
         prediction view v (prediction only)."""
         tokens, data = (self.tokens, self.data) if view == 0 else (None, self.view_data[view - 1])
+        shares = self.shares if view == 0 else None
 
         def fn(idx: np.ndarray, train: bool, gen):
             if tokens is not None:
@@ -137,11 +160,14 @@ class MicronBertMethod(TrainedMethod):
                 v = (torch.randint(0, views, (len(idx),), generator=gen).to(t.device) if train and views > 1
                      else torch.zeros_like(t))
                 hidden = [frame[v, t].float() for frame in tokens]
-                return model.from_frames(model.advance(hidden, self.cached_depths))["logits"]
+                share = None if shares is None else shares[v.to(shares.device), t.to(shares.device)]
+                return model.from_frames(model.advance(hidden, self.cached_depths), share)["logits"]
             onset, apex = to_float(data.onset[idx], self.device), to_float(data.apex[idx], self.device)
+            face = self._face(data, idx)
             if train and self.recipe.augment:
-                onset, apex = paired_augment(onset, apex, self.recipe, gen)
-            return model(normalise_images(onset), normalise_images(apex))
+                onset, apex, face = paired_augment(onset, apex, self.recipe, gen, face)
+            share = None if face is None else mask_patch_share(face, self.cfg.patch_size)
+            return model(normalise_images(onset), normalise_images(apex), share)
         return fn
 
     def param_groups(self, model):
@@ -174,6 +200,9 @@ METHODS: dict[str, MethodSpec] = {
                               {"poi_prior": "none"}),
     "hull-poi": MethodSpec("μ-BERT whose PoI saliency is confined to the template's 68-landmark hull (no "
                            "forehead)", "mubert", {"poi_prior": "hull"}),
+    "own-poi": MethodSpec("μ-BERT whose PoI saliency is confined to each clip's own 68-landmark hull (the face "
+                          "cache's landmarks of the clip; the template hull where a clip has none)", "mubert",
+                          {"poi_prior": "own"}),
     "no-direction": MethodSpec("μ-BERT without directional DMA (the change map's size only, not which way)",
                                "mubert", {"dma_shift_px": 0.0}),
     "with-fdma": MethodSpec("μ-BERT whose grid head also takes the PoI-gated F_DMA tokens (the head before "

@@ -12,7 +12,8 @@ from micronbert.data.report import ValidationReport
 from micronbert.errors import MicronbertError
 from micronbert.utils.progress import progress
 
-# row -> (onset, apex) or (onset, apex, [frame before the apex or None, frame after it or None])
+# row -> (onset, apex), (onset, apex, [frame before the apex or None, frame after it or None]) or those and
+# the clip's face mask ((S, S) uint8, 1 inside its own 68-landmark hull, or None)
 PairSource = Callable[[pd.Series], tuple]
 
 
@@ -20,11 +21,14 @@ PairSource = Callable[[pd.Series], tuple]
 class PairData:
     """All samples' aligned (onset, apex) frames in memory, uint8 (N, S, S, 3) each; optionally the frames
     just before and after each apex (`neighbours`, (N, 2, S, S, 3); `has_neighbour` (N, 2) says which the
-    clip has strictly after its onset and up to its offset; a missing one holds a copy of the apex)."""
+    clip has strictly after its onset and up to its offset; a missing one holds a copy of the apex);
+    optionally each clip's face mask (`face`, (N, S, S) uint8, 1 inside its own 68-landmark hull in the
+    aligned crop: the PoI prior "own")."""
     onset: np.ndarray
     apex: np.ndarray
     neighbours: np.ndarray | None = None
     has_neighbour: np.ndarray | None = None
+    face: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.onset)
@@ -40,12 +44,14 @@ class PairData:
             return self
         from micronbert.faces.register import register_pairs
 
-        return PairData(self.onset, register_pairs(self.onset, self.apex, method), self.neighbours, self.has_neighbour)
+        return PairData(self.onset, register_pairs(self.onset, self.apex, method), self.neighbours, self.has_neighbour,
+                        self.face)
 
     def mirrored(self) -> "PairData":
-        """Every frame flipped left-right."""
+        """Every frame flipped left-right, and the face masks with them."""
         flip = lambda x, axis: None if x is None else np.ascontiguousarray(np.flip(x, axis))  # noqa: E731
-        return PairData(flip(self.onset, 2), flip(self.apex, 2), flip(self.neighbours, 3), self.has_neighbour)
+        return PairData(flip(self.onset, 2), flip(self.apex, 2), flip(self.neighbours, 3), self.has_neighbour,
+                        flip(self.face, 2))
 
     def prediction_views(self, flip: bool, neighbours: bool) -> list[tuple["PairData", np.ndarray]]:
         """The pairs a prediction averages over, each with a per-sample bool weight: the pair itself; with
@@ -54,7 +60,7 @@ class PairData:
         mirror image of each of those (the classes do not change under a left-right flip)."""
         views = [(self, np.ones(len(self), bool))]
         if neighbours and self.neighbours is not None:
-            views += [(PairData(self.onset, self.neighbours[:, k]), self.has_neighbour[:, k])
+            views += [(PairData(self.onset, self.neighbours[:, k], face=self.face), self.has_neighbour[:, k])
                       for k in range(self.neighbours.shape[1])]
         if flip:
             views += [(v.mirrored(), w) for v, w in views]
@@ -93,16 +99,19 @@ def eval_table(samples: list, protocol_name: str, report: ValidationReport):
 
 def pair_source(cache: str | None, size: int) -> PairSource:
     """row -> (onset, apex, [apex − 1, apex + 1]) uint8 (size, size, 3): aligned faces from the cache, or raw
-    frames; a neighbour the clip lacks (`apex_neighbours`) is None."""
+    frames; a neighbour the clip lacks (`apex_neighbours`) is None. From the cache, also the clip's face mask
+    (faces/template.own_hull_mask of its reference frame's landmarks)."""
     from micronbert.data.pairs import fit_square
 
     def resized(img):
         return img if img.shape[0] == size and img.shape[1] == size else fit_square(img, size)
 
     if cache:
-        from micronbert.faces.cache import FaceCache
+        from micronbert.faces.cache import FaceCache, cache_margin
+        from micronbert.faces.template import own_hull_mask
 
         fc = FaceCache(cache)
+        margin = cache_margin(cache)
 
         def from_cache(row):
             if not fc.has(row["dataset"], row["sample_id"]):
@@ -110,7 +119,8 @@ def pair_source(cache: str | None, size: int) -> PairSource:
             s = fc.load(row["dataset"], row["sample_id"])
             near = apex_neighbours(s.frame_numbers, int(row["onset"]), int(row["apex"]), int(row["offset"]))
             return (resized(s.frame(int(row["onset"]))), resized(s.frame(int(row["apex"]))),
-                    [None if n is None else resized(s.frame(n)) for n in near])
+                    [None if n is None else resized(s.frame(n)) for n in near],
+                    own_hull_mask(s.crop_landmarks(), size, margin, scale=size / s.frames.shape[1]))
         return from_cache
 
     from micronbert.data.frames import read_image
@@ -130,12 +140,12 @@ def load_pairs(table: pd.DataFrame, source: PairSource, report: ValidationReport
     """Fetch every row's (onset, apex) and, when the source gives them, the apex's neighbouring frames;
     rows the source cannot serve are excluded with a report entry."""
     report = report if report is not None else ValidationReport()
-    keep, onsets, apexes, nears = [], [], [], []
+    keep, onsets, apexes, nears, faces = [], [], [], [], []
     shape = None
     for i in progress(range(len(table)), desc="load pairs", unit="sample", leave=False):
         row = table.iloc[i]
         try:
-            onset, apex, *near = source(row)
+            onset, apex, *rest = source(row)
         except (MicronbertError, KeyError, FileNotFoundError, OSError, ValueError) as exc:
             report.add(*_where(row), f"{row['dataset']}/{row['sample_id']}", f"no (onset, apex) pair: {exc}")
             continue
@@ -150,11 +160,14 @@ def load_pairs(table: pd.DataFrame, source: PairSource, report: ValidationReport
         onsets.append(onset)
         apexes.append(apex)
         nears.append([None if f is None or np.shape(f) != shape else np.asarray(f, np.uint8)
-                      for f in (near[0] if near else [])])
+                      for f in (rest[0] if rest else [])])
+        faces.append(rest[1] if len(rest) > 1 else None)
     kept = table.iloc[keep].reset_index(drop=True)
     if not keep:
         return kept, PairData(np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0, 1, 1, 3), np.uint8))
     data = PairData(np.stack(onsets), np.stack(apexes))
+    if all(f is not None and np.shape(f) == shape[:2] for f in faces):
+        data.face = np.stack(faces).astype(np.uint8)
     k = max(len(n) for n in nears)
     if k:  # a missing neighbour holds the apex and weight 0
         data.has_neighbour = np.array([[j < len(n) and n[j] is not None for j in range(k)] for n in nears])

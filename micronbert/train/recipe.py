@@ -111,9 +111,10 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str = "balanced") 
     return torch.tensor(w, dtype=torch.float32)
 
 
-def paired_augment(onset: torch.Tensor, apex: torch.Tensor, cfg: FinetuneConfig,
-                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """float (B, 3, H, W) in [0, 1], twice -> the same random crop/flip/rotation/jitter applied to both."""
+def paired_augment(onset: torch.Tensor, apex: torch.Tensor, cfg: FinetuneConfig, generator: torch.Generator,
+                   face: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """float (B, 3, H, W) in [0, 1], twice -> the same random crop/flip/rotation/jitter applied to both; the
+    clips' face masks (B, H, W) in [0, 1], when given, go through the same crop/flip/rotation (else None)."""
     b = onset.shape[0]
 
     def uniform(lo, hi):
@@ -133,11 +134,15 @@ def paired_augment(onset: torch.Tensor, apex: torch.Tensor, cfg: FinetuneConfig,
     both = torch.cat([onset, apex], 0)
     warped = F.grid_sample(both, torch.cat([grid, grid], 0), mode="bilinear", padding_mode="border",
                            align_corners=False)
+    if face is not None:  # no random draw of its own: every other draw stays as without it
+        face = F.grid_sample(face[:, None].to(onset), grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)[:, 0]
     bright = uniform(1 - cfg.jitter, 1 + cfg.jitter).to(onset).view(b, 1, 1, 1).repeat(2, 1, 1, 1)
     contrast = uniform(1 - cfg.jitter, 1 + cfg.jitter).to(onset).view(b, 1, 1, 1).repeat(2, 1, 1, 1)
     mean = onset.mean(dim=(1, 2, 3), keepdim=True).repeat(2, 1, 1, 1)  # the onset's mean for both frames
     out = ((warped - mean) * contrast + mean) * bright
-    return out.clamp(0, 1).chunk(2, 0)
+    onset, apex = out.clamp(0, 1).chunk(2, 0)
+    return onset, apex, face
 
 
 def layer_id(name: str, depth: int) -> int:

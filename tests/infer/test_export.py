@@ -139,3 +139,34 @@ def test_export_refuses_a_backbone_only_folder(tmp_path):
     with pytest.raises(MicronbertError, match="not a fine-tuned classifier"):
         export_onnx(tmp_path / "bb", tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_an_own_hull_classifier_takes_each_face_s_mask_in_torch_and_in_onnx(tmp_path):
+    """PoI prior "own": the graph has a face_mask input; ONNX and forward_batch agree given the same masks
+    (mirror view included), the mask changes the prediction, and without one the template's hull is used."""
+    from micronbert.faces.template import own_hull_mask, template_landmarks
+    from micronbert.infer.api import MicronBert
+
+    folder = make_classifier_dir(tmp_path / "m", seed=6, poi_prior="own", registration="none",
+                                 finetune={"test_flip": True})
+    res = export_onnx(folder, tmp_path / "m.onnx")
+    assert max(res["max_abs_diff"].values()) < 1e-4
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["onset", "apex", "face_mask"]
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert "face_mask" in json.loads(meta["input"])
+    mb = MicronBert.from_pretrained(folder)
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (2, mb.size, mb.size, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8)
+    left = np.stack([own_hull_mask(template_landmarks(mb.size) * 0.6, mb.size)] * 2)  # a small face, top left
+    got = {}
+    for name, mask in (("left", left), ("template", np.stack([own_hull_mask(None, mb.size)] * 2))):
+        onnx_out = sess.run(["probabilities", "poi_map"], {"onset": a, "apex": b, "face_mask": mask})
+        torch_out = mb.forward_batch(a, b, face=mask)
+        np.testing.assert_allclose(onnx_out[0], torch_out["probabilities"], atol=1e-4)
+        np.testing.assert_allclose(onnx_out[1], torch_out["poi_map"], rtol=1e-3, atol=1e-4)
+        got[name] = torch_out
+    assert np.abs(got["left"]["poi_map"] - got["template"]["poi_map"]).max() > 0.1
+    # no mask: the template's hull, as the "hull" prior's fixed weights
+    np.testing.assert_allclose(mb.forward_batch(a, b)["poi_map"], got["template"]["poi_map"], atol=1e-5)

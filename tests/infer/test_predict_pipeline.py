@@ -125,9 +125,9 @@ def test_predict_averages_in_the_frames_around_the_apex_when_the_classifier_was_
     seen = {}
     forward = mb.forward_batch
 
-    def spy(onsets, apexes, batch_size=16, neighbours=None, has_neighbour=None):
+    def spy(onsets, apexes, batch_size=16, neighbours=None, has_neighbour=None, face=None):
         seen.update(onsets=onsets, apexes=apexes, neighbours=neighbours, has=has_neighbour)
-        return forward(onsets, apexes, batch_size, neighbours, has_neighbour)
+        return forward(onsets, apexes, batch_size, neighbours, has_neighbour, face)
 
     mb.forward_batch = spy
     res = predict_clip(mb, face_frames_dir, onset=2, apex=9)
@@ -138,3 +138,33 @@ def test_predict_averages_in_the_frames_around_the_apex_when_the_classifier_was_
     probs = res.table[[f"p_{c}" for c in CLASSES]].to_numpy()
     pair_only = forward(seen["onsets"], seen["apexes"])["probabilities"]
     assert not np.allclose(probs, pair_only, atol=1e-4)  # the neighbours count
+
+
+def test_predict_gives_an_own_hull_classifier_the_reference_face_s_own_hull(tmp_path, face_frames_dir):
+    """PoI prior "own": predict passes the hull of the reference face's landmarks in the aligned crop (as
+    prepare caches them), and the prediction is the model's with that mask."""
+    from micronbert.faces import FaceAligner
+    from micronbert.faces.template import own_hull_mask
+    from micronbert.infer.api import MicronBert
+    from micronbert.infer.predict import FrameSource, predict_clip
+
+    mb = MicronBert.from_pretrained(make_classifier_dir(tmp_path / "m", "tiny", seed=1, poi_prior="own"))
+    seen = {}
+    forward = mb.forward_batch
+
+    def spy(onsets, apexes, batch_size=16, neighbours=None, has_neighbour=None, face=None):
+        seen.update(onsets=onsets, apexes=apexes, face=face)
+        return forward(onsets, apexes, batch_size, neighbours, has_neighbour, face)
+
+    mb.forward_batch = spy
+    res = predict_clip(mb, face_frames_dir, onset=2, apex=9)
+    _, first = next(iter(FrameSource(face_frames_dir)))  # the reference: its first frame has a face
+    det = FaceAligner(size=mb.size).detect(first)
+    m = res.transform
+    want = own_hull_mask(det.landmarks @ m[:, :2].T + m[:, 2], mb.size)
+    np.testing.assert_array_equal(seen["face"][0], want)
+    assert not np.array_equal(want, own_hull_mask(None, mb.size))  # the face's own, not the template's
+    probs = res.table[[f"p_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(probs, forward(seen["onsets"], seen["apexes"], face=seen["face"])["probabilities"],
+                               atol=1e-6)
+    assert not np.allclose(probs, forward(seen["onsets"], seen["apexes"])["probabilities"], atol=1e-5)

@@ -131,3 +131,18 @@ def test_face_prior_puts_most_saliency_on_each_real_face_s_own_landmarks():
         mass[prior] = ((s / s.sum(1, keepdims=True)) * own).sum(1)
     assert mass["none"].mean() < 0.5
     assert mass["hull"].mean() > 0.75 and (mass["hull"] > mass["none"] + 0.25).all()
+    # "own": each face's own hull, given with the pair (as pair_source gives the cache's landmarks)
+    from micronbert.model.poi import mask_patch_share
+    from micronbert.faces.template import own_hull_mask
+
+    masks = np.stack([own_hull_mask(f.landmarks_aligned, 112) for f in faces])
+    share = mask_patch_share(torch.from_numpy(masks), 8)
+    assert np.allclose(share.numpy(), own)
+    torch.manual_seed(0)
+    model = MicronBertModel(preset("tiny", poi_prior="own"), with_decoder=False, with_agreement=False).eval()
+    s = model.maps(x, x, face_share=share)["poi_map"].reshape(len(faces), -1).numpy()
+    mass_own = ((s / s.sum(1, keepdims=True)) * own).sum(1)
+    assert mass_own.min() >= 0.9 and (mass_own > mass["hull"]).all()
+    # without its hull a pair falls back to the template's, weighed as an own hull is
+    template = mask_patch_share(torch.from_numpy(np.stack([own_hull_mask(None, 112)] * len(faces))), 8)
+    torch.testing.assert_close(model.maps(x, x)["poi_map"], model.maps(x, x, face_share=template)["poi_map"])

@@ -13,6 +13,7 @@ EXPECTED = {
     "no-poi": {"use_poi"},
     "learned-poi": {"poi_prior"},  # the paper's PoI: the learned saliency alone
     "hull-poi": {"poi_prior"},
+    "own-poi": {"poi_prior"},  # each clip's own landmark hull
     "no-registration": {"registration"},
     "no-direction": {"dma_shift_px"},
     "with-fdma": {"head_dma_features"},  # not an ablation: the earlier head, for comparison

@@ -29,13 +29,13 @@ def pair_data(table, pairs):
 def test_paired_augmentation_moves_both_frames_together():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 32, 32).repeat(4, 1, 1, 1)
-    a, b = paired_augment(x, x.clone(), FinetuneConfig(), g)
+    a, b, _ = paired_augment(x, x.clone(), FinetuneConfig(), g)
     assert torch.equal(a, b)                      # identical frames stay identical: no fake motion
     assert not torch.allclose(a, x)               # and something did change
     assert not torch.allclose(a[0], a[1])         # each sample draws its own transform
     y = x.clone()
     y[:, :, 10:14, 10:14] += 0.3                  # a local change between the frames survives augmentation
-    a2, b2 = paired_augment(x, y.clamp(0, 1), FinetuneConfig(), torch.Generator().manual_seed(0))
+    a2, b2, _ = paired_augment(x, y.clamp(0, 1), FinetuneConfig(), torch.Generator().manual_seed(0))
     assert (b2 - a2).abs().sum() > 0
 
 
@@ -108,14 +108,15 @@ def test_micronbert_learns_its_training_set_and_is_deterministic(synthetic, clas
 def pair_and_mirror(model, data, neighbours=True):
     """What a recipe with test_flip and test_neighbours predicts, computed view by view through the plain
     inference path (registration, for μ-BERT, included): per sample, the mean over the pair, (onset,
-    apex ± 1) where the clip has those frames, and the mirror image of each."""
-    mirror = lambda x: np.ascontiguousarray(x[:, :, ::-1])  # noqa: E731
+    apex ± 1) where the clip has those frames, and the mirror image of each (the face masks with it)."""
+    mirror = lambda x: None if x is None else np.ascontiguousarray(x[:, :, ::-1])  # noqa: E731
     pairs = [(data.apex, np.ones(len(data), bool))]
     if neighbours and data.neighbours is not None:
         pairs += [(data.neighbours[:, k], data.has_neighbour[:, k]) for k in range(data.neighbours.shape[1])]
     total, count = 0, 0
     for apex, has in pairs:
-        p = predict_pairs(model, data.onset, apex) + predict_pairs(model, mirror(data.onset), mirror(apex))
+        p = (predict_pairs(model, data.onset, apex, face=data.face)
+             + predict_pairs(model, mirror(data.onset), mirror(apex), face=mirror(data.face)))
         total, count = total + p * has[:, None], count + 2 * has
     return total / count[:, None]
 
@@ -257,3 +258,49 @@ def test_no_pretrain_ignores_init_weights_but_keeps_its_architecture(tmp_path, c
     assert build_method("no-poi", classes3, rec, init=str(tmp_path / "pre")).cfg.use_poi is False
     with pytest.raises(MicronbertError):
         build_method("resnet", classes3, rec)
+
+
+def test_augmentation_moves_the_face_mask_exactly_as_the_frames():
+    cfg = FinetuneConfig(jitter=0.0)
+    face = torch.zeros(4, 32, 32)
+    face[:, 6:20, 4:14] = 1.0  # a face left of centre
+    x = face[:, None].repeat(1, 3, 1, 1)  # frames that show the mask itself
+    o, a, f = paired_augment(x, x.clone(), cfg, torch.Generator().manual_seed(3), face)
+    assert torch.allclose(o[:, 0], f, atol=1e-5)  # (the mask is 0 at the crop's edge, so the paddings agree)
+    assert not torch.allclose(f, face)
+    # the face is the only new input: every other draw is the one made without it
+    o2, a2, none = paired_augment(x, x.clone(), cfg, torch.Generator().manual_seed(3))
+    assert none is None and torch.equal(o, o2) and torch.equal(a, a2)
+
+
+def test_own_face_prior_reads_each_clips_mask_in_the_cache_and_in_full_passes(synthetic, classes3):
+    """own-poi: the frozen cache keeps each view's face share (the mask moved as the view moved the frames),
+    training and prediction read it, predictions from the cache equal full passes given the masks, and the
+    mask changes what own-poi predicts but not what the template-prior μ-BERT predicts."""
+    from micronbert.model.poi import mask_patch_share
+
+    table, pairs, _ = synthetic(size=32, n_subjects=2, per_class=2)
+    data, labels = pair_data(table, pairs), table["label"].to_numpy()
+    idx = np.arange(len(table))
+    rng = np.random.default_rng(0)
+    data.face = np.zeros((len(table), 32, 32), np.uint8)
+    for i in idx:  # a box of its own per clip
+        top, left = rng.integers(0, 12, 2)
+        data.face[i, top:top + 18, left:left + 18] = 1
+    other = PairData(data.onset, data.apex, face=np.ascontiguousarray(data.face[::-1]))
+    probs = {}
+    for name in ("own-poi", "micronbert"):
+        for which, d in (("masks", data), ("other masks", other)):
+            m = build_method(name, classes3, default_recipe(name, True, epochs=1), preset_name="test", size=32)
+            m.prepare(d, seed=0)
+            if name == "own-poi":
+                assert m.shares.shape == (m.tokens[0].shape[0], len(table), m.cfg.num_patches)
+                torch.testing.assert_close(m.shares[0], mask_patch_share(torch.from_numpy(d.face), m.cfg.patch_size))
+                assert not torch.allclose(m.shares[1], m.shares[0])  # an augmented view moved the face
+            else:
+                assert m.shares is None
+            model, _ = m.fit(idx, labels, seed=0)
+            probs[name, which] = m.predict(model, idx)
+            np.testing.assert_allclose(probs[name, which], pair_and_mirror(model, d), atol=1e-5)
+    assert np.abs(probs["own-poi", "masks"] - probs["own-poi", "other masks"]).max() > 1e-4
+    np.testing.assert_allclose(probs["micronbert", "masks"], probs["micronbert", "other masks"], atol=1e-6)

@@ -55,3 +55,30 @@ def test_prediction_views_are_the_pair_its_neighbours_and_their_mirror_images():
     assert len(data.prediction_views(flip=False, neighbours=True)) == 3
     assert len(data.prediction_views(flip=True, neighbours=False)) == 2
     assert len(data.prediction_views(flip=False, neighbours=False)) == 1
+
+
+def test_the_cache_source_gives_each_clip_its_own_face_hull_and_views_carry_it(tmp_path):
+    """The PoI prior "own": each clip's reference landmarks mapped into the crop (and to the model's size),
+    the template's hull for a clip without landmarks; a mirrored view flips the mask with the frames."""
+    from micronbert.faces.template import hull_mask, template_landmarks
+
+    cache = FaceCache(tmp_path / "cache")
+    frames = np.zeros((3, 64, 64, 3), np.uint8)
+    lm = template_landmarks(64, 0.15) * 0.5 + [4.0, 10.0]  # a small face left of centre, in crop pixels
+    shift = np.array([[1.0, 0.0, -20.0], [0.0, 1.0, -5.0]])  # source pixel -> crop pixel
+    cache.save("casme2", "own", frames, [1, 2, 3], landmarks=lm + [20.0, 5.0], transform=shift,
+               meta={"onset": 1, "apex": 2, "offset": 3})
+    cache.save("casme2", "none", frames, [1, 2, 3], meta={"onset": 1, "apex": 2, "offset": 3})
+    rows = [{"dataset": "casme2", "sample_id": s, "onset": 1, "apex": 2, "offset": 3} for s in ("own", "none")]
+    _, data = load_pairs(pd.DataFrame(rows), pair_source(str(tmp_path / "cache"), 32))
+    assert data.face.shape == (2, 32, 32)
+    np.testing.assert_array_equal(data.face[0], hull_mask(lm / 2, 32))  # the cache's 64 px -> 32 px
+    np.testing.assert_array_equal(data.face[1], hull_mask(template_landmarks(32, 0.15), 32))
+    assert data.face[0][:, :16].sum() > 3 * data.face[0][:, 16:].sum()  # the face is on the left
+    views = data.prediction_views(flip=True, neighbours=True)
+    np.testing.assert_array_equal(views[-1][0].face, data.face[:, :, ::-1])
+    assert all(v.face is not None for v, _ in views)
+    assert data.registered("translation").face is data.face and data.mirrored().mirrored().face.tolist() == data.face.tolist()
+    # a source without masks (raw frames): no face
+    _, plain = load_pairs(pd.DataFrame(rows), lambda row: (frames[0, :32, :32], frames[0, :32, :32]))
+    assert plain.face is None
