@@ -3,7 +3,8 @@
 Saliency: the similarity of each patch token to the frame's contextual token, S = N · softmax(cos/τ)
 (mean 1), gates the DMA output so background and distractions weigh little (the paper's aim; on aligned
 crops neither this map nor an oracle face mask changes recognition: docs/motion.md §15, §18). Learned on
-aligned faces it does not favour the face; `poi_prior` multiplies it by where alignment puts the face.
+aligned faces it does not favour the face; `poi_prior` multiplies it by where alignment puts the face, or
+("own") by where each clip's own landmarks put it.
 
 Agreement (pretraining): the contextual token of I_{t+δ} and of a random crop of it must agree, so the
 contextual token describes the face, not the framing. Agreement losses collapse to a constant unless

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -98,6 +99,9 @@ class MicronBertMethod(TrainedMethod):
             backbone = MicronBertClassifier(self.cfg, len(self.classes), self.recipe.dropout).backbone
             self.random_backbone = {k: v.clone() for k, v in backbone.state_dict().items()}
         self.data = data.registered(self.cfg.registration)
+        if self.cfg.use_poi and self.cfg.poi_prior == "own" and data.face is None:
+            print(f"warning: {self.name}: these pairs carry no face landmarks (raw frames, not a face cache): "
+                  "PoI is confined to the template's hull instead of each clip's own", file=sys.stderr)
         views = data.prediction_views(self.recipe.test_flip, self.recipe.test_neighbours)[1:]
         self.view_data = [v.registered(self.cfg.registration) for v, _ in views]
         self.view_weights = [w for _, w in views]

@@ -168,5 +168,7 @@ def test_an_own_hull_classifier_takes_each_face_s_mask_in_torch_and_in_onnx(tmp_
         np.testing.assert_allclose(onnx_out[1], torch_out["poi_map"], rtol=1e-3, atol=1e-4)
         got[name] = torch_out
     assert np.abs(got["left"]["poi_map"] - got["template"]["poi_map"]).max() > 0.1
+    one = mb.predict_pair(a[0], b[0], landmarks=template_landmarks(mb.size) * 0.6)  # the API builds the mask
+    np.testing.assert_allclose(list(one["probabilities"].values()), got["left"]["probabilities"][0], atol=1e-6)
     # no mask: the template's hull, as the "hull" prior's fixed weights
     np.testing.assert_allclose(mb.forward_batch(a, b)["poi_map"], got["template"]["poi_map"], atol=1e-5)
