@@ -71,8 +71,8 @@ from _common import emit, git_commit, machine  # noqa: E402
 
 FORMATS = ("casme2", "samm", "smic")
 METHODS = ("micronbert", "no-dma", "no-poi", "learned-poi", "hull-poi", "own-poi", "face-poi-pretrained",
-           "no-registration", "no-direction", "with-fdma", "early-direction", "no-pretrain", "disjoint-pretrain", "paper", "flow-cnn",
-           "flow-cnn-registered", "shuffled")
+           "no-registration", "no-direction", "with-fdma", "early-direction", "no-pretrain", "disjoint-pretrain",
+           "paper", "flow-cnn", "flow-cnn-registered", "shuffled")
 # The label-free pretrainings (W/pretrained_<name>): their `pretrain` switches and the rows that start from them.
 PRETRAININGS = {
     "ours": ([], ("micronbert", "no-dma", "no-poi", "learned-poi", "hull-poi", "own-poi", "no-registration",

@@ -154,6 +154,11 @@ class ModelConfig:
     def num_patches(self) -> int:
         return self.grid ** 2
 
+    @property
+    def reads_face_mask(self) -> bool:
+        """Whether PoI takes each clip's own face hull with the pair (poi_prior "own")."""
+        return self.use_poi and self.poi_prior == "own"
+
 
 @dataclass
 class PretrainConfig:

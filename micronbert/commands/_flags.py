@@ -158,8 +158,8 @@ def add_pretrain_args(p, budget: bool = True, seed: bool = True):
     p.add_argument("--poi-prior", choices=list(PRETRAIN_POI_PRIORS), default=md.poi_prior,
                    help="confine PoI's saliency to where alignment puts the face while pretraining: 'face' "
                         "(landmark hull and forehead), 'hull' (the 68-point hull); 'none' = the paper's learned "
-                        "map alone (recognition adds the face prior anyway: evaluate --model micronbert; each clip's own hull, "
-                        "--model own-poi, is for recognition only: frame pairs carry no landmarks)")
+                        "map alone (recognition adds the face prior anyway: evaluate --model micronbert; each "
+                        "clip's own hull, --model own-poi, is for recognition only: frame pairs carry no landmarks)")
     p.add_argument("--no-swap", action="store_true", help="ablation: no blockwise swapping")
     if seed:
         p.add_argument("--seed", type=int, default=d.seed)

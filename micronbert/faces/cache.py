@@ -73,7 +73,9 @@ class CachedSample:
         lm, tf = np.asarray(self.landmarks, np.float64), np.asarray(self.transform, np.float64)
         if lm.shape != (68, 2) or tf.shape != (2, 3) or not (np.isfinite(lm).all() and np.isfinite(tf).all()):
             return None
-        return lm @ tf[:, :2].T + tf[:, 2]
+        from micronbert.faces.align import apply_transform
+
+        return apply_transform(tf, lm)
 
     @property
     def onset(self) -> np.ndarray:

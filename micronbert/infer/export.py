@@ -92,7 +92,7 @@ class ExportableClassifier(nn.Module):
 
     @property
     def with_face(self) -> bool:
-        return self.classifier.cfg.use_poi and self.classifier.cfg.poi_prior == "own"
+        return self.classifier.cfg.reads_face_mask
 
     @property
     def input_names(self) -> list[str]:

@@ -158,6 +158,7 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
     import pandas as pd
 
     from micronbert.faces import FaceAligner
+    from micronbert.faces.align import apply_transform
     from micronbert.faces.media import FrameSkips, clip_shape
     from micronbert.faces.template import DEFAULT_MARGIN, own_hull_mask
     from micronbert.infer.spotting import MotionStream, propose_intervals, spotting_window, threshold_level
@@ -283,10 +284,10 @@ def predict_clip(mb, video_or_frames, onset: int | None = None, apex: int | None
     near = [apex_neighbours(range(t_len), iv.onset, iv.apex, iv.offset) for iv in intervals]
     has_near = np.array([[p is not None and p in result.crops for p in ps] for ps in near])
     thirds = np.stack([[result.crops[p] if h else blank for p, h in zip(ps, hs)] for ps, hs in zip(near, has_near)])
-    # the reference face's own hull in the crop, as prepare caches it (read by a classifier with PoI prior "own")
-    hull = own_hull_mask(det.landmarks @ m[:, :2].T + m[:, 2], aligner.size)
-    out = mb.forward_batch(firsts, seconds, neighbours=thirds, has_neighbour=has_near,
-                           face=np.repeat(hull[None], len(intervals), 0))
+    # a classifier with PoI prior "own" reads the reference face's own hull in the crop, as prepare caches it
+    face = (np.repeat(own_hull_mask(apply_transform(m, det.landmarks), aligner.size)[None], len(intervals), 0)
+            if mb.config.reads_face_mask else None)
+    out = mb.forward_batch(firsts, seconds, neighbours=thirds, has_neighbour=has_near, face=face)
     timings["model_s"] = time.perf_counter() - t0
 
     rows = []

@@ -78,7 +78,7 @@ class MicronBertModel(nn.Module):
         compared = self._query_key(self._compared(hid_first, tok_first), self._compared(hid_second, tok_second))
         feats, dma_map, *softmax_diag = self.dma(*compared, tok_first[:, 1:], match=match)
         if self.cfg.use_poi:
-            own = face_share is not None and self.cfg.poi_prior == "own"
+            own = face_share is not None and self.cfg.reads_face_mask
             sal = poi_saliency(tok_second, self.cfg.poi_temperature,
                                own_log_prior(face_share) if own else self.poi_log_prior)
         else:

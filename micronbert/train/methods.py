@@ -99,7 +99,7 @@ class MicronBertMethod(TrainedMethod):
             backbone = MicronBertClassifier(self.cfg, len(self.classes), self.recipe.dropout).backbone
             self.random_backbone = {k: v.clone() for k, v in backbone.state_dict().items()}
         self.data = data.registered(self.cfg.registration)
-        if self.cfg.use_poi and self.cfg.poi_prior == "own" and data.face is None:
+        if self.cfg.reads_face_mask and data.face is None:
             print(f"warning: {self.name}: these pairs carry no face landmarks (raw frames, not a face cache): "
                   "PoI is confined to the template's hull instead of each clip's own", file=sys.stderr)
         views = data.prediction_views(self.recipe.test_flip, self.recipe.test_neighbours)[1:]
@@ -114,14 +114,10 @@ class MicronBertMethod(TrainedMethod):
             self.tokens, self.shares = self._encode(model, self.data, n_views,
                                                     torch.Generator().manual_seed(seed + 7919))
 
-    @property
-    def own_face(self) -> bool:
-        """Whether the model reads each clip's own face hull (poi_prior "own") and the pairs carry it."""
-        return self.cfg.use_poi and self.cfg.poi_prior == "own" and self.data is not None and self.data.face is not None
-
     def _face(self, data: PairData, idx) -> torch.Tensor | None:
-        """(B, S, S) face masks in [0, 1] of samples `idx`, or None when the model does not read them."""
-        if not self.own_face or data.face is None:
+        """(B, S, S) face masks in [0, 1] of samples `idx`, or None when the model does not read them or the
+        pairs carry none."""
+        if not self.cfg.reads_face_mask or data.face is None:
             return None
         return torch.as_tensor(data.face[idx], device=self.device).float()
 
